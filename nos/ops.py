@@ -1,0 +1,287 @@
+"""The op table: every operand, op and decay base that a grammar may name.
+
+A grammar file (``grammars/*.toml``) only *selects* entries of this table and weights them;
+the meaning of each entry lives here, once, as a sympy construction. Everything numeric
+(numpy for the integrity check, torch for training and export) is emitted from those sympy
+expressions by :mod:`nos.emit`, so search, check and export compute the same function.
+
+Conventions (paper-spec §2.2–§2.6):
+  * ``g`` gradient, ``w`` weight; ``v``, ``s``, ``lam`` raw EMAs of g, g², g³ and
+    ``v_hat``, ``s_hat``, ``lam_hat`` their bias-corrected values (EMAs updated before use).
+  * ``tau = t/T`` is training progress; decay bases ``a1``…``a14`` are sympy symbols whose
+    values the emitted code computes from ``tau`` once per step.
+  * Protected and non-standard ops are ``sympy.Function`` subclasses without ``eval`` rules,
+    so sympy cannot rewrite them; plain arithmetic stays plain sympy, which gives cheap
+    canonicalisation (``g - g -> 0``, ``g*g -> g**2``).
+  * Numeric constants are exact rationals, so ``0.95*x + 0.05*x`` simplifies to ``x``.
+
+This module imports sympy only (never torch or numpy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sympy
+from sympy import Abs, Max, Min, Rational, asinh, atan, erf, erfc, exp, sign, sqrt, tanh
+
+__all__ = [
+    "BASES",
+    "EPS",
+    "MOMENTS",
+    "OPERANDS",
+    "OPS",
+    "SYM",
+    "Base",
+    "NosFunction",
+    "OpSpec",
+    "Operand",
+]
+
+#: Keras epsilon used by the reference's protected ops (spec §2.3).
+EPS = Rational(1, 10**7)
+
+SYM: dict[str, sympy.Symbol] = {
+    name: sympy.Symbol(name, real=True)
+    for name in ("g", "w", "v", "s", "lam", "v_hat", "s_hat", "lam_hat", "tau")
+}
+for _i in range(1, 15):
+    SYM[f"a{_i}"] = sympy.Symbol(f"a{_i}", real=True)
+
+#: The three moment estimates: raw EMA symbol, bias-corrected symbol, power of g averaged.
+MOMENTS: dict[str, tuple[str, str, int]] = {
+    "v": ("v", "v_hat", 1),
+    "s": ("s", "s_hat", 2),
+    "lam": ("lam", "lam_hat", 3),
+}
+
+
+# --------------------------------------------------------------------------- functions
+
+
+class NosFunction(sympy.Function):
+    """Base of the custom, non-rewriting functions. Subclasses set the class attributes.
+
+    Attributes:
+      op: short name used by the emitters' spelling tables.
+      state: ``None``, or the kind of per-occurrence state the op carries
+        (``"ema"``, ``"delta"``, ``"max"``) or ``"random"`` for dropout.
+      latex: LaTeX name.
+    """
+
+    op: str = ""
+    state: str | None = None
+    latex: str = ""
+
+    def _latex(self, printer) -> str:
+        args = ", ".join(printer._print(a) for a in self.args)
+        return rf"\operatorname{{{self.latex or self.op}}}\left({args}\right)"
+
+
+def _fn(op: str, nargs: int, doc: str, *, latex: str = "", state: str | None = None):
+    cls = type(op, (NosFunction,), {"nargs": nargs, "op": op, "state": state,
+                                     "latex": latex, "__doc__": doc})
+    return cls
+
+
+plog = _fn("plog", 1, "ln(|x| + eps), spec §2.3 id 1", latex="ln_\\epsilon")
+sigmoid = _fn("sigmoid", 1, "1/(1+exp(-x)), spec §2.3 id 5", latex="\\sigma")
+softplus = _fn("softplus", 1, "ln(|1+exp(x)| + eps), spec §2.3 id 7")
+i1e = _fn("i1e", 1, "exp(-|x|) I1(x), exponentially scaled Bessel I1, spec §2.3 id 14",
+          latex="I_{1e}")
+clip = _fn("clip", 2, "clip(x, -|y|, |y|), spec §2.4 id 7")
+clip_norm = _fn("clip_norm", 1, "rescale the whole tensor to L2 norm <= 1, spec §2.3 id 20",
+                latex="clipnorm")
+dropout = _fn("dropout", 2, "dropout(x, rate): keep w.p. 1-rate, scale by 1/(1-rate)",
+              latex="drop", state="random")
+ema = _fn("ema", 1, "bias-corrected EMA of x with beta 0.95 (sound expMovAvg, spec §2.3 id 22)",
+          latex="EMA", state="ema")
+delta = _fn("delta", 1, "n <- x - n_prev (the reference deltaChange, spec §2.3 id 23)",
+            latex="\\Delta", state="delta")
+running_max = _fn("running_max", 1, "n <- max(x, n_prev), n_0 = 0 (MaxValue, spec §2.3 id 24)",
+                  latex="runmax", state="max")
+
+FUNCTIONS: dict[str, type[NosFunction]] = {
+    f.op: f
+    for f in (plog, sigmoid, softplus, i1e, clip, clip_norm, dropout, ema, delta, running_max)
+}
+
+
+# --------------------------------------------------------------------------- ops
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op: arity, sympy construction, and the contexts it may appear in.
+
+    ``contexts`` holds ``"tensor"`` and/or ``"schedule"``: schedule ops act on scalar
+    functions of tau (decays and the LR-schedule gene), tensor ops on update tensors.
+    """
+
+    name: str
+    arity: int
+    build: Callable[..., sympy.Expr]
+    doc: str
+    contexts: frozenset[str] = frozenset({"tensor"})
+
+
+_BOTH = frozenset({"tensor", "schedule"})
+_SCHED = frozenset({"schedule"})
+
+
+def _dsig(x):
+    return sigmoid(x) * (1 - sigmoid(x))
+
+
+_OP_LIST = [
+    # unary (spec §2.3 ids 0..24; decay unary ops spec §2.6)
+    OpSpec("neg", 1, lambda x: -x, "-x"),
+    OpSpec("plog", 1, plog, "ln(|x| + eps)"),
+    OpSpec("sqrt_abs", 1, lambda x: sqrt(Abs(x)), "sqrt(|x|)", _BOTH),
+    OpSpec("exp", 1, exp, "e^x"),
+    OpSpec("abs", 1, Abs, "|x|"),
+    OpSpec("sigmoid", 1, sigmoid, "1/(1+e^-x)", _BOTH),
+    OpSpec("deriv_soft", 1, lambda x: 1 / (1 + Abs(x)), "1/(1+|x|)", _BOTH),
+    OpSpec("softplus", 1, softplus, "ln(|1+e^x| + eps)"),
+    OpSpec("erf", 1, erf, "erf(x)", _BOTH),
+    OpSpec("erfc", 1, erfc, "erfc(x) = 1 - erf(x)", _BOTH),
+    OpSpec("asinh", 1, asinh, "asinh(x)"),
+    OpSpec("tanh", 1, tanh, "tanh(x)", _BOTH),
+    OpSpec("atan", 1, atan, "atan(x)", _BOTH),
+    OpSpec("recip", 1, lambda x: 1 / (x + EPS), "1/(x + eps)"),
+    OpSpec("i1e", 1, i1e, "exp(-|x|) I1(x)", _BOTH),
+    OpSpec("relu", 1, lambda x: Max(x, 0), "max(x, 0)"),
+    OpSpec("min0", 1, lambda x: Min(x, 0), "min(x, 0)"),
+    OpSpec("drop50", 1, lambda x: dropout(x, Rational(1, 2)), "dropout, rate 0.5"),
+    OpSpec("drop30", 1, lambda x: dropout(x, Rational(3, 10)), "dropout, rate 0.3"),
+    OpSpec("drop10", 1, lambda x: dropout(x, Rational(1, 10)), "dropout, rate 0.1"),
+    OpSpec("clip_norm", 1, clip_norm, "x * min(1, 1/||x||_2)"),
+    OpSpec("softsign", 1, lambda x: x / (1 + Abs(x)), "x/(1+|x|)", _BOTH),
+    OpSpec("ema", 1, ema, "bias-corrected EMA(0.95) of x"),
+    OpSpec("delta", 1, delta, "x - n_prev"),
+    OpSpec("running_max", 1, running_max, "running max, from 0"),
+    OpSpec("sign", 1, sign, "sign(x)"),
+    OpSpec("square", 1, lambda x: x**2, "x²", _BOTH),
+    OpSpec("deriv_tanh", 1, lambda x: 1 - tanh(x) ** 2, "1 - tanh²(x)", _BOTH),
+    OpSpec("deriv_sig", 1, _dsig, "σ(x)(1 - σ(x))", _BOTH),
+    # binary (spec §2.4; decay binary ops spec §2.6)
+    OpSpec("add", 2, lambda x, y: x + y, "x + y", _BOTH),
+    OpSpec("sub", 2, lambda x, y: x - y, "x - y", _BOTH),
+    OpSpec("mul", 2, lambda x, y: x * y, "x·y", _BOTH),
+    OpSpec("max", 2, Max, "max(x, y)", _BOTH),
+    OpSpec("min", 2, Min, "min(x, y)", _BOTH),
+    OpSpec("div", 2, lambda x, y: x / (y + EPS), "x/(y + eps)", _BOTH),
+    OpSpec("div_sqrt", 2, lambda x, y: x / sqrt(1 + y**2), "x/sqrt(1 + y²)", _BOTH),
+    OpSpec("clip", 2, clip, "clip(x, -|y|, |y|)"),
+    OpSpec("mix", 2, lambda x, y: Rational(19, 20) * x + Rational(1, 20) * y,
+           "0.95x + 0.05y"),
+    OpSpec("pow_abs", 2, lambda x, y: Abs(x) ** y, "|x|^y"),
+]
+OPS: dict[str, OpSpec] = {op.name: op for op in _OP_LIST}
+
+
+# --------------------------------------------------------------------------- operands
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A terminal of the update tree: its sympy definition and the moments it reads."""
+
+    name: str
+    build: Callable[[], sympy.Expr]
+    doc: str
+    moments: tuple[str, ...] = ()
+
+
+_g, _w = SYM["g"], SYM["w"]
+_v, _s, _lam = SYM["v"], SYM["s"], SYM["lam"]
+_vh, _sh, _lh = SYM["v_hat"], SYM["s_hat"], SYM["lam_hat"]
+
+
+def _aggmo(raw: sympy.Symbol, power: int, betas: tuple[Rational, ...]) -> sympy.Expr:
+    """mean over beta of (beta * raw EMA - g^power) (spec §2.2 ids 17-19, 'AggMo')."""
+    return sum(betas, Rational(0)) / len(betas) * raw - _g**power
+
+
+_OPERAND_LIST = [
+    Operand("g", lambda: _g, "gradient"),
+    Operand("g2", lambda: _g**2, "g²"),
+    Operand("g3", lambda: _g**3, "g³"),
+    Operand("v_hat", lambda: _vh, "bias-corrected EMA of g", ("v",)),
+    Operand("s_hat", lambda: _sh, "bias-corrected EMA of g²", ("s",)),
+    Operand("lam_hat", lambda: _lh, "bias-corrected EMA of g³", ("lam",)),
+    Operand("one", lambda: sympy.Integer(1), "1"),
+    Operand("two", lambda: sympy.Integer(2), "2"),
+    Operand("zero", lambda: sympy.Integer(0), "0 (for degenerate-candidate tests)"),
+    Operand("wd6", lambda: _w / 10**6, "1e-6 w"),
+    Operand("wd5", lambda: _w / 10**5, "1e-5 w"),
+    Operand("wd4", lambda: _w / 10**4, "1e-4 w"),
+    Operand("wd3", lambda: _w / 10**3, "1e-3 w"),
+    Operand("sign_g", lambda: sign(_g), "sign(g)"),
+    Operand("sign_v_hat", lambda: sign(_vh), "sign(v̂)", ("v",)),
+    Operand("qhm_v", lambda: Rational(3, 10) * _g + Rational(7, 10) * _vh,
+            "0.3 g + 0.7 v̂ (QHM)", ("v",)),
+    Operand("qhm_s", lambda: Rational(1, 20) * _g**2 + Rational(19, 20) * _sh,
+            "0.05 g² + 0.95 ŝ", ("s",)),
+    # The reference log labels this g^2 but the code computes g³ (spec §2.2 id 16).
+    Operand("qhm_lam", lambda: Rational(1, 100) * _g**3 + Rational(99, 100) * _lh,
+            "0.01 g³ + 0.99 λ̂", ("lam",)),
+    Operand("aggmo_v", lambda: _aggmo(_v, 1, (0, Rational(9, 10), Rational(999, 1000))),
+            "mean over β∈{0, .9, .999} of (β v - g)", ("v",)),
+    Operand("aggmo_s", lambda: _aggmo(_s, 2, (0, Rational(99, 100), Rational(999, 1000))),
+            "mean over β∈{0, .99, .999} of (β s - g²)", ("s",)),
+    Operand("aggmo_lam",
+            lambda: _aggmo(_lam, 3, (0, Rational(999, 1000), Rational(9999, 10000))),
+            "mean over β∈{0, .999, .9999} of (β λ - g³)", ("lam",)),
+]
+OPERANDS: dict[str, Operand] = {o.name: o for o in _OPERAND_LIST}
+
+
+# --------------------------------------------------------------------------- decay bases
+
+
+_tau = SYM["tau"]
+#: 1/T, so that a13's "(t+1)/T" can be written as tau + inv_T.
+INV_T = sympy.Symbol("inv_T", positive=True)
+SYM["inv_T"] = INV_T
+_pi = sympy.pi
+_B0 = Rational(19, 20)  # Demon's beta_0 (spec §2.6)
+_beta_d = _B0 * (1 - _tau - INV_T)
+_a13 = _beta_d / ((1 - _B0) + _beta_d)
+
+
+@dataclass(frozen=True)
+class Base:
+    """A decay base a_i: a function of progress tau = t/T (and 1/T), spec §2.6.
+
+    ``expr`` is the sympy definition in ``tau`` and ``inv_T``; the emitter computes it
+    once per step in whatever backend it targets.
+    """
+
+    name: str
+    expr: sympy.Expr
+    formula: str
+
+
+BASES: dict[str, Base] = {
+    b.name: b
+    for b in (
+        Base("a1", 1 - _tau, "1 - τ (linear decay)"),
+        Base("a2", _tau, "τ (linear increase)"),
+        Base("a3", (1 + sympy.cos(_pi * _tau)) / 2, "(1 + cos πτ)/2 (cosine decay)"),
+        Base("a4", (1 - sympy.cos(_pi * _tau)) / 2, "(1 - cos πτ)/2 (cosine increase)"),
+        Base("a5", (1 + sympy.cos(2 * _pi * _tau)) / 2, "(1 + cos 2πτ)/2 (one cycle)"),
+        Base("a6", (1 - sympy.cos(2 * _pi * _tau)) / 2, "(1 - cos 2πτ)/2 (one cycle)"),
+        Base("a7", (1 + sympy.cos(_pi * sympy.Mod(2 * _tau, 1))) / 2,
+             "(1 + cos π(2τ mod 1))/2 (cosine decay, restart at T/2)"),
+        Base("a8", (1 - sympy.cos(_pi * sympy.Mod(2 * _tau, 1))) / 2,
+             "(1 - cos π(2τ mod 1))/2 (cosine increase, restart)"),
+        Base("a9", 1 - sympy.Mod(2 * _tau, 1), "1 - (2τ mod 1) (linear decay, restart)"),
+        Base("a10", sympy.Mod(2 * _tau, 1), "2τ mod 1 (linear increase, restart)"),
+        Base("a11", Rational(1, 100) ** _tau, "0.01^τ (exponential decay)"),
+        Base("a12", 1 - Rational(1, 100) ** _tau, "1 - 0.01^τ (exponential increase)"),
+        Base("a13", _a13, "β_d/((1-β0) + β_d), β_d = β0(1 - τ - 1/T), β0 = 0.95 (Demon)"),
+        Base("a14", _B0 - _a13, "β0 - a13 (the search code's definition)"),
+    )
+}

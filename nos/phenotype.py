@@ -1,0 +1,78 @@
+"""The phenotype: a candidate's trees as sympy expressions.
+
+``decay(d, x)`` becomes the product ``d*x``; operands become their definitions from
+:mod:`nos.ops` (``qhm_v -> 3*g/10 + 7*v_hat/10``); decay bases become the symbols
+``a1``…``a14`` (times the grammar's scale, if any). Sympy's automatic canonicalisation then
+merges trivially equal trees (``add(g, g)`` and ``mul(two, g)`` are both ``2*g``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+from deap import gp
+
+from nos import ops
+from nos.grammar import SCHED_PREFIX, Grammar, Schedule
+
+__all__ = ["Phenotype", "tree_to_sympy"]
+
+
+def tree_to_sympy(tree: gp.PrimitiveTree, grammar: Grammar) -> sympy.Expr:
+    """Build the sympy expression of a tensor or schedule tree (iteratively, no recursion)."""
+    stack: list[sympy.Expr] = []
+    for node in reversed(tree):
+        if isinstance(node, gp.Terminal):
+            if node.ret is Schedule:
+                entry = grammar.decay_bases[node.name]
+                sym = ops.SYM[node.name]
+                stack.append(sym if entry.scale == 1 else sympy.Float(entry.scale) * sym)
+            else:
+                stack.append(ops.OPERANDS[node.name].build())
+            continue
+        args = [stack.pop() for _ in range(node.arity)]
+        if node.name == "decay":
+            stack.append(args[0] * args[1])
+            continue
+        name = node.name[len(SCHED_PREFIX):] if node.ret is Schedule else node.name
+        stack.append(ops.OPS[name].build(*args))
+    (expr,) = stack
+    return expr
+
+
+_MOMENT_SYMBOLS = {
+    ops.SYM[raw]: moment for moment, (raw, _hat, _p) in ops.MOMENTS.items()
+} | {ops.SYM[hat]: moment for moment, (_raw, hat, _p) in ops.MOMENTS.items()}
+_GRADIENT_SYMBOLS = frozenset(_MOMENT_SYMBOLS) | {ops.SYM["g"]}
+
+
+@dataclass(frozen=True)
+class Phenotype:
+    """The sympy form of a candidate: update, LR multiplier and the genes around them."""
+
+    update: sympy.Expr
+    lr: sympy.Expr
+    momentum: str
+    betas: tuple[tuple[str, str], ...]  # (moment, beta) for the moments the update reads
+
+    @property
+    def moments(self) -> tuple[str, ...]:
+        return tuple(m for m, _ in self.betas)
+
+    @property
+    def reads_gradient(self) -> bool:
+        """True when the update's symbols include g or a moment of g."""
+        return bool(self.update.free_symbols & _GRADIENT_SYMBOLS)
+
+    def canonical(self) -> str:
+        """The string hashed by the canonical key: sympy's sorted printing of each part."""
+        betas = ",".join(f"{m}={b}" for m, b in self.betas)
+        return f"{self.momentum}|{sympy.srepr(self.update)}|{sympy.srepr(self.lr)}|{betas}"
+
+    @classmethod
+    def of(cls, update: sympy.Expr, lr: sympy.Expr, momentum: str,
+           grammar: Grammar) -> Phenotype:
+        used = sorted({_MOMENT_SYMBOLS[s] for s in update.free_symbols if s in _MOMENT_SYMBOLS})
+        betas = tuple((m, str(grammar.moment_beta(m))) for m in used)
+        return cls(update, lr, momentum, betas)

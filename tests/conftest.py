@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nos.grammar import Grammar, load_grammar
+
+REFERENCE_LOG = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nos_particle_run.log"
+
+
+@pytest.fixture(scope="session")
+def morgan() -> Grammar:
+    return load_grammar("morgan2024")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def reference_log() -> Path:
+    """The authors' search log, read from ../shared; tests that need it skip without it."""
+    if not REFERENCE_LOG.exists():
+        pytest.skip("reference log not found beside the checkout (../shared/reference)")
+    return REFERENCE_LOG
