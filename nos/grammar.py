@@ -192,6 +192,8 @@ def load_grammar(name_or_path: str | Path) -> Grammar:
     try:
         stat = path.stat()
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GrammarError("no such grammar file", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise GrammarError(f"cannot read grammar file: {exc.__class__.__name__}",
                            path=str(path)) from None
