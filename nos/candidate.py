@@ -248,7 +248,7 @@ class _Reader:
             self.enter(tok[2])
             inner = self.factor(typ)
             self.depth -= 1
-            return [self._prim("neg", typ, tok[2], 1)] + inner
+            return [self._prim("neg", typ, tok[2], 1), *inner]
         return self.atom(typ)
 
     def _infix(self, tok: tuple[str, str, int], typ: type) -> list:
