@@ -85,3 +85,19 @@ def test_bad_flags_are_one_line_exit_1(capsys, argv):
     code, _, err = run(capsys, *argv)
     assert code == 1
     assert err.startswith("nos: error: ") and err.count("\n") == 1
+
+
+def test_import_log_cli(capsys, tmp_path, reference_log):
+    out_file = tmp_path / "run.jsonl"
+    code, out, _ = run(capsys, "import-log", str(reference_log), "-o", str(out_file))
+    assert code == 0
+    records = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(records) == 3129
+    assert sum(r["phase"] == "initial" and not r["failed"] for r in records) == 101
+    assert "3129" in out.replace(",", "")
+
+
+def test_import_log_bad_file(capsys, tmp_path):
+    code, _, err = run(capsys, "import-log", str(tmp_path / "missing.log"), "-o",
+                       str(tmp_path / "x.jsonl"))
+    assert code == 1 and err.startswith("nos: error: ") and err.count("\n") == 1
