@@ -51,7 +51,7 @@ reference's "a root keeps a hidden-node input" rule has no tree analog.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -417,21 +417,27 @@ def _apply(parent: Candidate, kind: str, rnd: random.Random) -> Result:
     return _NODE_KINDS[kind](parent, rnd, rnd.choice(op_nodes))
 
 
-def mutate_candidate(parent: Candidate, rnd: random.Random) -> Mutation:
+def mutate_candidate(parent: Candidate, rnd: random.Random, *,
+                     kinds: Mapping[str, float] | None = None) -> Mutation:
     """Exactly one mutation of ``parent`` (see the module docstring).
 
-    The kind is drawn with the grammar's probabilities; draws that give the parent's text
-    or break the limits are retried with the same kind, and a kind that fails
-    ``TRIES_PER_KIND`` times is dropped for this parent.
+    The kind is drawn with the grammar's probabilities (or ``kinds``, e.g. ``{"decay": 1}``
+    to force one kind); draws that give the parent's text or break the limits are retried
+    with the same kind, and a kind that fails ``TRIES_PER_KIND`` times is dropped for this
+    parent.
 
     Raises:
       MutationError: when no kind can produce a new candidate within the limits.
     """
     g = parent.grammar
-    kinds = {k: p for k, p in g.mutation.items() if p > 0}
-    while kinds:
-        names = list(kinds)
-        kind = rnd.choices(names, weights=[kinds[k] for k in names])[0]
+    probs = g.mutation if kinds is None else kinds
+    unknown = set(probs) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown mutation kind(s): {', '.join(sorted(unknown))}")
+    left = {k: p for k, p in probs.items() if p > 0}
+    while left:
+        names = list(left)
+        kind = rnd.choices(names, weights=[left[k] for k in names])[0]
         for _ in range(TRIES_PER_KIND):
             result = _apply(parent, kind, rnd)
             if result is None:
@@ -439,6 +445,6 @@ def mutate_candidate(parent: Candidate, rnd: random.Random) -> Mutation:
             child, done, detail = result
             if child.text != parent.text and child.within_limits():
                 return Mutation(child, done, detail)
-        del kinds[kind]
+        del left[kind]
     raise MutationError(f"no mutation of {parent.text!r} gives a new candidate within the "
                         f"limits of grammar {g.name}")

@@ -123,19 +123,22 @@ def _i1e(x: np.ndarray) -> np.ndarray:
     out = np.empty_like(x)
     small = ax < 20
     if small.any():
-        xs = x[small]
-        half = xs / 2
+        half = x[small] / 2
         term = half.copy()
         total = term.copy()
         q = half * half
         for k in range(1, 60):
             term = term * q / (k * (k + 1))
             total = total + term
-        out[small] = total * np.exp(-np.abs(xs))
+        out[small] = total * np.exp(-ax[small])
     if (~small).any():
         xb = ax[~small]
-        series = 1 - 3 / (8 * xb) - 15 / (128 * xb**2) - 315 / (3072 * xb**3)
-        out[~small] = np.sign(x[~small]) * series / np.sqrt(2 * math.pi * xb)
+        term = np.ones_like(xb)
+        total = term.copy()
+        for k in range(1, 16):  # term_k = term_(k-1) * ((2k-1)^2 - 4) / (8 k x)
+            term = term * ((2 * k - 1) ** 2 - 4) / (8 * k * xb)
+            total = total + term
+        out[~small] = np.sign(x[~small]) * total / np.sqrt(2 * math.pi * xb)
     return out
 
 
