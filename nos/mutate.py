@@ -122,6 +122,13 @@ def _ancestors_or_self(nodes: Nodes, index: int) -> set[int]:
     return {j for j in range(index + 1) if tree.searchSubtree(j).stop > index}
 
 
+def _strip_decays(arg: Nodes) -> Nodes:
+    """An argument without the decay wrappers on its edge."""
+    while arg[0].name == "decay":
+        arg = arg[_subtree(arg, 1).stop:]
+    return arg
+
+
 def _text(nodes: Nodes) -> str:
     return format_tree(gp.PrimitiveTree(nodes))
 
@@ -199,7 +206,7 @@ def _mutate_connection(parent: Candidate, rnd: random.Random, index: int) -> Res
         new = [*nodes[:index + 1], *args[1], *args[0], *nodes[end:]]
         return _child(parent, new), "connection", f"swap the arguments of {node.name}"
     k = 0 if node.arity == 1 else rnd.randrange(2)
-    read = [a[0].name for a in args if isinstance(a[0], gp.Terminal)]
+    read = [src[0].name for src in map(_strip_decays, args) if isinstance(src[0], gp.Terminal)]
     source, what = _source(parent, rnd, index, read)
     args[k] = source
     new = [*nodes[:index + 1], *(n for a in args for n in a), *nodes[end:]]
@@ -307,11 +314,19 @@ def _mutate_lr(parent: Candidate, rnd: random.Random) -> Result:
 def _schedule_source(grammar: Grammar, rnd: random.Random,
                      exclude: Sequence[str] = ()) -> Nodes:
     """A base, or (like rewiring to the latent hidden decay node) a fresh one-op schedule."""
-    bases = grammar.decay_bases
-    if rnd.random() < len(bases) / (len(bases) + 1):
+    g = grammar
+    m = g.pset.mapping
+    bases = g.decay_bases
+    if rnd.random() < len(bases) / (len(bases) + 1) or not (g.decay_unary or g.decay_binary):
         name = weighted_pick(rnd, bases, exclude) or weighted_pick(rnd, bases)
-        return [grammar.pset.mapping[name]]
-    return random_schedule(grammar, rnd, 1, shape="grow")
+        return [m[name]]
+    # the reference's hidden decay node: unary over a base (0.8) or binary over two
+    if g.decay_unary and (not g.decay_binary or rnd.random() < 0.8):
+        return [m[SCHED_PREFIX + weighted_pick(rnd, g.decay_unary)],
+                m[weighted_pick(rnd, bases)]]
+    b0 = weighted_pick(rnd, bases)
+    b1 = weighted_pick(rnd, bases, [b0]) or b0
+    return [m[SCHED_PREFIX + weighted_pick(rnd, g.decay_binary)], m[b0], m[b1]]
 
 
 def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[Nodes, str]:
