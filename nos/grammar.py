@@ -48,6 +48,11 @@ MOMENTUM_MODES = ("none", "mom", "nest")
 _TOP = {"name", "description", "limits", "moments", "momentum", "lr_schedule", "sampling",
         "mutation", "operands", "unary", "binary", "decay", "decay_bases", "decay_unary",
         "decay_binary"}
+_SAMPLING_COUNTS = {"hidden_nodes", "min_depth", "max_depth"}
+_SAMPLING_PROBS = {"hidden_unary", "root_unary", "identity", "hidden_input", "decay_edge",
+                   "decay_unary_root", "decay_hidden_unary", "decay_root_unary",
+                   "decay_root_hidden", "decay_identity", "op_insert", "lr_none",
+                   "terminal_prob", "decay_prob", "schedule_terminal_prob"}
 _DEFAULT_MUTATION = {"op": 0.4, "connection": 0.3, "arity": 0.1, "momentum": 0.1,
                      "decay": 0.1, "lr_schedule": 0.0}
 
@@ -346,6 +351,18 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
     sampling = dict(table("sampling"))
     if sampling.get("method", "grow") not in {"grow", "dag"}:
         raise fail("sampling.method must be 'grow' or 'dag'", "sampling", "method")
+    for key, value in sampling.items():
+        if key == "method":
+            continue
+        if key in _SAMPLING_COUNTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise fail(f"sampling.{key} must be an integer >= 1", "sampling", key)
+        elif key in _SAMPLING_PROBS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or \
+                    not 0 <= value <= 1:
+                raise fail(f"sampling.{key} must be a probability in [0, 1]", "sampling", key)
+        else:
+            raise fail(f"unknown sampling parameter '{key}'", "sampling", key)
 
     mutation = dict(_DEFAULT_MUTATION)
     for key, value in table("mutation").items():
@@ -433,7 +450,7 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _base_range(name: str, scale: float) -> tuple[float, float]:
     """Min and max of a scaled decay base over t = 0..99 with T = 100 (spec §2.6)."""
     # lambdify compiles our own sympy definition (never user text) to a math function

@@ -71,6 +71,9 @@ def test_base_parses():
         (("a1 = {}\na2 = {}", ""), "no terminal of type schedule", None),
         (("[unary]", "[unary_ops]"), "unknown table or key 'unary_ops'", 6),
         (("g = {}", "gradient = {}"), "unknown operand 'gradient'", 4),
+        (("[decay]\n", "[decay]\n[sampling]\nidentity = 1.5\n"),
+         "sampling.identity must be a probability", 12),
+        (("[decay]\n", "[decay]\n[sampling]\nfrob = 1\n"), "unknown sampling parameter", 12),
     ],
 )
 def test_bad_grammars_are_rejected_with_line(edit, message, line):
