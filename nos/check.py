@@ -1,0 +1,269 @@
+"""The integrity check: reject degenerate candidates before any network trains (spec §3).
+
+Two stages:
+
+1. **Probes** (cheap, deterministic, ours): the phenotype is inspected symbolically (no
+   gradient symbol -> ``NO_GRADIENT``; no symbol at all -> ``CONSTANT``), then its emitted
+   update is run for a few steps on fixed random inputs, twice with the same weights and
+   different gradients. Non-finite output -> ``NONFINITE``; one value everywhere ->
+   ``CONSTANT``; output unchanged when g changes -> ``NO_GRADIENT`` (catches cancellations
+   sympy does not see); mean cosine with g near 0 -> ``NOT_DESCENT``. A *negative* mean
+   cosine passes: the flipped sweep of stage 2 turns it into a descent.
+2. **The paper's sphere check**, exactly as spec §3 describes it: 5-D sphere, T = 35 steps,
+   warmup 6, cyclical momentum, LR sweep 1 ... 1e-5 with sigma = -1, then with sigma = +1
+   (``flip``); a run passes when its loss at the 35th iteration is below 3.5. All twelve
+   (LR, sign) runs are one batched computation on arrays of shape (12, 5); the first
+   passing LR in the reference's order is reported.
+
+Deviation from the reference: ``flip`` is decided afresh for every candidate (the
+reference never resets it, so children of a flipped parent stay flipped; spec §3 quirks).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nos.emit import Compiled, NumpyRuntime, compile_phenotype
+from nos.phenotype import Phenotype
+from nos.schedules import base_lr, cyclic_momentum
+
+__all__ = [
+    "LRS",
+    "SPHERE_B",
+    "SPHERE_X0",
+    "CheckResult",
+    "Reason",
+    "check_candidate",
+    "check_phenotype",
+    "probe_outputs",
+    "sphere_losses",
+]
+
+
+class Reason(enum.Enum):
+    """Why a candidate passed or was rejected."""
+
+    OK = "ok"
+    NO_GRADIENT = "no_gradient"  # the update does not depend on the gradient
+    CONSTANT = "constant"  # the update is one value whatever the inputs
+    NONFINITE = "nonfinite"  # NaN or inf on ordinary probe inputs
+    NOT_DESCENT = "not_descent"  # uncorrelated with g, so neither sign descends
+    SPHERE = "sphere"  # failed the paper's sphere check for every LR and both signs
+    ERROR = "error"  # the candidate's numerics raised
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of :func:`check_candidate`. ``lr`` and ``loss`` belong to the passing run
+    (for a sphere rejection, ``loss`` is the best loss of the twelve runs)."""
+
+    passed: bool
+    reason: Reason
+    flip: bool = False
+    lr: float | None = None
+    loss: float | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (non-finite losses become ``None``)."""
+        loss = self.loss if self.loss is not None and math.isfinite(self.loss) else None
+        return {"passed": self.passed, "reason": self.reason.value, "flip": self.flip,
+                "lr": self.lr, "loss": loss, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        return cls(passed=bool(data["passed"]), reason=Reason(data["reason"]),
+                   flip=bool(data.get("flip", False)), lr=data.get("lr"),
+                   loss=data.get("loss"), detail=str(data.get("detail", "")))
+
+
+# ------------------------------------------------------------------------------- sphere
+
+SPHERE_X0 = np.array([1.1, 0.9, 1.1, 0.9, 1.0])
+SPHERE_B = np.array([0.5, 1.5, -0.3, -1.2, 0.75])
+SPHERE_T = 35
+SPHERE_W = 6
+SPHERE_PASS = 3.5
+LRS = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+
+_N_RUNS = 2 * len(LRS)
+# Row i of the batch: sigma = -1 for the first six rows, +1 (flip) for the last six.
+_SIGMA = np.repeat([-1.0, 1.0], len(LRS))
+_COEF = (_SIGMA * np.tile(LRS, 2))[:, None]
+_STEPS = np.arange(SPHERE_T)
+_ETA = base_lr(_STEPS, 1.0, SPHERE_W, SPHERE_T)  # peak 1; each row scales it by its LR
+_MU = cyclic_momentum(_STEPS, SPHERE_W, SPHERE_T)
+_TAU = _STEPS / SPHERE_T
+_INV_T = 1.0 / SPHERE_T
+_DROPOUT_SEED = 20240410
+
+
+def _runtime(c: Compiled) -> NumpyRuntime:
+    # A fresh, fixed-seed generator only when the candidate draws dropout masks.
+    random = any(kind == "random" for _, kind in c.slots)
+    return NumpyRuntime(np.random.default_rng(_DROPOUT_SEED)) if random else _SHARED_RT
+
+
+_SHARED_RT = NumpyRuntime()
+
+
+def _lr_multiplier(c: Compiled) -> np.ndarray:
+    hit = c.memo.get("sphere_lr")
+    if hit is None:
+        if c.lr_is_one:
+            hit = np.ones(SPHERE_T)
+        else:
+            hit = np.array([float(c.lr(tau, _INV_T, _SHARED_RT)) for tau in _TAU])
+        c.memo["sphere_lr"] = hit
+    return hit
+
+
+def sphere_losses(c: Compiled, momentum: str) -> np.ndarray:
+    """Losses at the 35th iteration of the twelve runs: :data:`LRS` with sigma = -1, then
+    with sigma = +1. Call inside ``np.errstate(all="ignore")``."""
+    x = np.tile(SPHERE_X0, (_N_RUNS, 1))
+    coef = _COEF
+    rt = _runtime(c)
+    eta = _ETA * _lr_multiplier(c)
+    f = c.update
+    state = c.init_state(x, rt)
+    m = np.zeros_like(x)
+    # 35 iterations each compute loss and gradient and then step; only the loss of the
+    # 35th is kept, so the 35th step is never needed.
+    for t in range(SPHERE_T - 1):
+        g = 2.0 * (x - SPHERE_B)
+        u = f(g, x, state, t, _TAU[t], _INV_T, rt)
+        step = (coef * eta[t]) * u
+        if momentum == "none":
+            x = x + step
+        elif momentum == "mom":
+            m = _MU[t] * m + step
+            x = x + m
+        else:  # search-time Nesterov form (spec §2.5)
+            m = _MU[t] * m + step
+            x = x + m + step
+    d = x - SPHERE_B
+    return np.sum(d * d, axis=-1)
+
+
+def _sphere_verdict(losses: np.ndarray) -> CheckResult:
+    ok = losses < SPHERE_PASS  # NaN compares False, as in the reference
+    n = len(LRS)
+    for flip, block in ((False, slice(0, n)), (True, slice(n, 2 * n))):
+        hits = np.flatnonzero(ok[block])
+        if hits.size:
+            i = int(hits[0])
+            return CheckResult(True, Reason.OK, flip=flip, lr=LRS[i],
+                               loss=float(losses[block][i]))
+    finite = losses[np.isfinite(losses)]
+    best = float(finite.min()) if finite.size else math.nan
+    return CheckResult(False, Reason.SPHERE, loss=best,
+                       detail=f"best loss {best:.4g} >= {SPHERE_PASS}")
+
+
+# ------------------------------------------------------------------------------- probes
+
+PROBE_ROWS = 8
+PROBE_N = 16
+PROBE_TAUS = (0.2, 0.5, 0.8)
+PROBE_INV_T = 1.0 / 100
+#: |mean cosine(U, g)| below this is NOT_DESCENT (see module docstring).
+DESCENT_MIN = 0.02
+_REL_TOL = 1e-9
+_ABS_TOL = 1e-12  # rounding noise of an update that cancels to 0
+
+
+def _probe_inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1234)
+    shape = (PROBE_ROWS, PROBE_N)
+    w = rng.normal(size=shape)
+    # Gradients persist across steps (a base plus noise), as on a real loss surface, so
+    # moment estimates stay correlated with the current gradient.
+    ga = rng.normal(size=shape) + 0.5 * rng.normal(size=(len(PROBE_TAUS), *shape))
+    gb = rng.normal(size=shape) + 0.5 * rng.normal(size=(len(PROBE_TAUS), *shape))
+    return w, ga, gb
+
+
+_PROBE_W, _PROBE_GA, _PROBE_GB = _probe_inputs()
+
+
+def _probe_run(c: Compiled, gs: np.ndarray) -> np.ndarray:
+    rt = _runtime(c)
+    state = c.init_state(gs[0], rt)
+    out = np.empty_like(gs)
+    for t, tau in enumerate(PROBE_TAUS):
+        out[t] = c.update(gs[t], _PROBE_W, state, t, tau, PROBE_INV_T, rt)
+    return out
+
+
+def probe_outputs(c: Compiled) -> tuple[np.ndarray, np.ndarray]:
+    """The update on the two fixed probe input sets, each shaped (steps, rows, n); cached.
+
+    Both sets share the weights and the dropout seed and differ only in the gradients.
+    May raise ArithmeticError or ValueError from the candidate's numerics.
+    """
+    hit = c.memo.get("probe")
+    if hit is None:
+        with np.errstate(all="ignore"):
+            hit = (_probe_run(c, _PROBE_GA), _probe_run(c, _PROBE_GB))
+        c.memo["probe"] = hit
+    return hit
+
+
+def _probe_verdict(ua: np.ndarray, ub: np.ndarray) -> CheckResult | None:
+    if not (np.isfinite(ua).all() and np.isfinite(ub).all()):
+        return CheckResult(False, Reason.NONFINITE, detail="NaN or inf on probe inputs")
+    scale = max(float(np.abs(ua).max()), float(np.abs(ub).max()))
+    tol = _REL_TOL * scale + _ABS_TOL
+    lo = min(float(ua.min()), float(ub.min()))
+    hi = max(float(ua.max()), float(ub.max()))
+    if hi - lo <= tol:
+        return CheckResult(False, Reason.CONSTANT, detail=f"update is {lo:.6g} everywhere")
+    if float(np.abs(ua - ub).max()) <= tol:
+        return CheckResult(False, Reason.NO_GRADIENT,
+                           detail="update unchanged when the gradient changes")
+    cos = np.concatenate([_cosines(ua, _PROBE_GA), _cosines(ub, _PROBE_GB)])
+    mean_cos = float(cos.mean())
+    if abs(mean_cos) < DESCENT_MIN:
+        return CheckResult(False, Reason.NOT_DESCENT,
+                           detail=f"mean cosine with g {mean_cos:.3g}")
+    return None
+
+
+def _cosines(u: np.ndarray, g: np.ndarray) -> np.ndarray:
+    dot = np.sum(u * g, axis=-1)
+    norm = np.sqrt(np.sum(u * u, axis=-1) * np.sum(g * g, axis=-1))
+    return np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0).ravel()
+
+
+# -------------------------------------------------------------------------------- entry
+
+
+def check_phenotype(ph: Phenotype, *, probes: bool = True) -> CheckResult:
+    """Run the integrity check on a phenotype (see the module docstring)."""
+    if probes and not ph.reads_gradient:
+        if not ph.update.free_symbols:
+            return CheckResult(False, Reason.CONSTANT, detail=f"update is {ph.update}")
+        return CheckResult(False, Reason.NO_GRADIENT, detail="no gradient symbol in update")
+    c = compile_phenotype(ph)
+    try:
+        if probes:
+            verdict = _probe_verdict(*probe_outputs(c))
+            if verdict is not None:
+                return verdict
+        with np.errstate(all="ignore"):
+            losses = sphere_losses(c, ph.momentum)
+    except (ArithmeticError, ValueError) as exc:  # the candidate's numerics, not ours
+        return CheckResult(False, Reason.ERROR, detail=f"{type(exc).__name__}: {exc}"[:160])
+    return _sphere_verdict(losses)
+
+
+def check_candidate(candidate: Any, *, probes: bool = True) -> CheckResult:
+    """Integrity check of a :class:`~nos.candidate.Candidate` (spec §3 plus our probes)."""
+    return check_phenotype(candidate.phenotype, probes=probes)
+
