@@ -5,10 +5,14 @@ Two stages:
 1. **Probes** (cheap, deterministic, ours): the phenotype is inspected symbolically (no
    gradient symbol -> ``NO_GRADIENT``; no symbol at all -> ``CONSTANT``), then its emitted
    update is run for a few steps on fixed random inputs, twice with the same weights and
-   different gradients. Non-finite output -> ``NONFINITE``; one value everywhere ->
-   ``CONSTANT``; output unchanged when g changes -> ``NO_GRADIENT`` (catches cancellations
-   sympy does not see); mean cosine with g near 0 -> ``NOT_DESCENT``. A *negative* mean
-   cosine passes: the flipped sweep of stage 2 turns it into a descent.
+   different gradients. One value everywhere -> ``CONSTANT``; output unchanged when g
+   changes -> ``NO_GRADIENT`` (catches cancellations sympy does not see). Those are facts
+   about the function and reject at once. Non-finite outputs (``NONFINITE``) and a mean
+   cosine with g near 0 (``NOT_DESCENT``; a *negative* cosine is fine, the flipped sweep
+   turns it into descent) depend on the probe inputs, which differ from the sphere's, so
+   they reject at once only past conservative thresholds (tuned so that the reference
+   log's candidates, all of which passed the paper's check, pass) and otherwise name the
+   reason when the sphere check fails.
 2. **The paper's sphere check**, exactly as spec §3 describes it: 5-D sphere, T = 35 steps,
    warmup 6, cyclical momentum, LR sweep 1 ... 1e-5 with sigma = -1, then with sigma = +1
    (``flip``); a run passes when its loss at the 35th iteration is below 3.5. All twelve
@@ -172,8 +176,17 @@ PROBE_ROWS = 8
 PROBE_N = 16
 PROBE_TAUS = (0.2, 0.5, 0.8)
 PROBE_INV_T = 1.0 / 100
-#: |mean cosine(U, g)| below this is NOT_DESCENT (see module docstring).
-DESCENT_MIN = 0.02
+#: Early rejection thresholds. The probe inputs are symmetric in sign, the sphere's are not
+#: (x0 - b is mostly positive), so an update that is even in g (ln|g|, g², ŝ) has a mean
+#: cosine near 0 here yet can pass the sphere, and an update that overflows on some probe
+#: input may stay finite there. These two probes therefore reject before the sphere only
+#: on overwhelming evidence, and otherwise only name the reason of a sphere failure.
+#: Measured on 20,000 sampled morgan2024 candidates: an early NOT_DESCENT cut at 0.002
+#: rejected 124, of which 9 pass the sphere, so it is off; the NONFINITE cut at 50% rejected
+#: 3, none of which pass the sphere.
+DESCENT_EARLY = 0.0  # |mean cosine| below this: NOT_DESCENT at once (off, see below)
+DESCENT_MIN = 0.02  # a sphere failure with |mean cosine| below this is NOT_DESCENT
+NONFINITE_EARLY = 0.5  # this fraction of non-finite probe outputs: NONFINITE at once
 _REL_TOL = 1e-9
 _ABS_TOL = 1e-12  # rounding noise of an update that cancels to 0
 
@@ -215,24 +228,59 @@ def probe_outputs(c: Compiled) -> tuple[np.ndarray, np.ndarray]:
     return hit
 
 
-def _probe_verdict(ua: np.ndarray, ub: np.ndarray) -> CheckResult | None:
-    if not (np.isfinite(ua).all() and np.isfinite(ub).all()):
-        return CheckResult(False, Reason.NONFINITE, detail="NaN or inf on probe inputs")
+@dataclass(frozen=True)
+class _Probe:
+    nonfinite: float  # fraction of non-finite outputs
+    exact: CheckResult | None  # CONSTANT or NO_GRADIENT, facts of the function
+    mean_cos: float  # NaN unless every output is finite
+
+
+def _probe_summary(ua: np.ndarray, ub: np.ndarray) -> _Probe:
+    with np.errstate(all="ignore"):  # huge finite outputs overflow u*u
+        return _summarise(ua, ub)
+
+
+def _summarise(ua: np.ndarray, ub: np.ndarray) -> _Probe:
+    finite = np.isfinite(ua).mean() * 0.5 + np.isfinite(ub).mean() * 0.5
+    if finite < 1.0:
+        return _Probe(1.0 - float(finite), None, math.nan)
     scale = max(float(np.abs(ua).max()), float(np.abs(ub).max()))
     tol = _REL_TOL * scale + _ABS_TOL
     lo = min(float(ua.min()), float(ub.min()))
     hi = max(float(ua.max()), float(ub.max()))
+    exact = None
     if hi - lo <= tol:
-        return CheckResult(False, Reason.CONSTANT, detail=f"update is {lo:.6g} everywhere")
-    if float(np.abs(ua - ub).max()) <= tol:
-        return CheckResult(False, Reason.NO_GRADIENT,
-                           detail="update unchanged when the gradient changes")
+        exact = CheckResult(False, Reason.CONSTANT, detail=f"update is {lo:.6g} everywhere")
+    elif float(np.abs(ua - ub).max()) <= tol:
+        exact = CheckResult(False, Reason.NO_GRADIENT,
+                            detail="update unchanged when the gradient changes")
     cos = np.concatenate([_cosines(ua, _PROBE_GA), _cosines(ub, _PROBE_GB)])
-    mean_cos = float(cos.mean())
-    if abs(mean_cos) < DESCENT_MIN:
+    return _Probe(0.0, exact, float(cos.mean()))
+
+
+def _early_verdict(p: _Probe) -> CheckResult | None:
+    """Rejections that the sphere check would make anyway (see the thresholds above)."""
+    if p.exact is not None:
+        return p.exact
+    if p.nonfinite >= NONFINITE_EARLY:
+        return CheckResult(False, Reason.NONFINITE,
+                           detail=f"{p.nonfinite:.0%} of probe outputs NaN or inf")
+    if abs(p.mean_cos) < DESCENT_EARLY:
         return CheckResult(False, Reason.NOT_DESCENT,
-                           detail=f"mean cosine with g {mean_cos:.3g}")
+                           detail=f"mean cosine with g {p.mean_cos:.3g}")
     return None
+
+
+def _sphere_failure(p: _Probe | None, losses: np.ndarray, best: CheckResult) -> CheckResult:
+    """Name the reason of a sphere failure from what the probes saw."""
+    if not np.isfinite(losses).any() or (p is not None and p.nonfinite > 0):
+        nf = "all sphere losses" if not np.isfinite(losses).any() else "some probe outputs"
+        return CheckResult(False, Reason.NONFINITE, loss=best.loss,
+                           detail=f"{nf} NaN or inf; {best.detail}")
+    if p is not None and abs(p.mean_cos) < DESCENT_MIN:
+        return CheckResult(False, Reason.NOT_DESCENT, loss=best.loss,
+                           detail=f"mean cosine with g {p.mean_cos:.3g}; {best.detail}")
+    return best
 
 
 def _cosines(u: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -251,16 +299,19 @@ def check_phenotype(ph: Phenotype, *, probes: bool = True) -> CheckResult:
             return CheckResult(False, Reason.CONSTANT, detail=f"update is {ph.update}")
         return CheckResult(False, Reason.NO_GRADIENT, detail="no gradient symbol in update")
     c = compile_phenotype(ph)
+    probe = None
     try:
         if probes:
-            verdict = _probe_verdict(*probe_outputs(c))
-            if verdict is not None:
-                return verdict
+            probe = _probe_summary(*probe_outputs(c))
+            early = _early_verdict(probe)
+            if early is not None:
+                return early
         with np.errstate(all="ignore"):
             losses = sphere_losses(c, ph.momentum)
     except (ArithmeticError, ValueError) as exc:  # the candidate's numerics, not ours
         return CheckResult(False, Reason.ERROR, detail=f"{type(exc).__name__}: {exc}"[:160])
-    return _sphere_verdict(losses)
+    verdict = _sphere_verdict(losses)
+    return verdict if verdict.passed else _sphere_failure(probe, losses, verdict)
 
 
 def check_candidate(candidate: Any, *, probes: bool = True) -> CheckResult:
