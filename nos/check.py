@@ -130,28 +130,27 @@ def _lr_multiplier(c: Compiled) -> np.ndarray:
 def sphere_losses(c: Compiled, momentum: str) -> np.ndarray:
     """Losses at the 35th iteration of the twelve runs: :data:`LRS` with sigma = -1, then
     with sigma = +1. Call inside ``np.errstate(all="ignore")``."""
-    x = np.tile(SPHERE_X0, (_N_RUNS, 1))
-    coef = _COEF
     rt = _runtime(c)
-    eta = _ETA * _lr_multiplier(c)
+    # per-step, per-run sigma * LR * eta_t * LR multiplier, shaped (steps, runs, 1)
+    scales = (_ETA * _lr_multiplier(c))[:, None, None] * _COEF
     f = c.update
-    state = c.init_state(x, rt)
-    m = np.zeros_like(x)
+    reads_w = c.reads_w
+    d = np.tile(SPHERE_X0 - SPHERE_B, (_N_RUNS, 1))  # x - b; the gradient is 2d
+    state = c.init_state(d, rt)
+    m = np.zeros_like(d)
     # 35 iterations each compute loss and gradient and then step; only the loss of the
     # 35th is kept, so the 35th step is never needed.
     for t in range(SPHERE_T - 1):
-        g = 2.0 * (x - SPHERE_B)
-        u = f(g, x, state, t, _TAU[t], _INV_T, rt)
-        step = (coef * eta[t]) * u
+        u = f(d + d, d + SPHERE_B if reads_w else d, state, t, _TAU[t], _INV_T, rt)
+        step = scales[t] * u
         if momentum == "none":
-            x = x + step
-        elif momentum == "mom":
-            m = _MU[t] * m + step
-            x = x + m
-        else:  # search-time Nesterov form (spec §2.5)
-            m = _MU[t] * m + step
-            x = x + m + step
-    d = x - SPHERE_B
+            d += step
+        else:
+            m *= _MU[t]
+            m += step
+            d += m
+            if momentum == "nest":  # search-time Nesterov form (spec §2.5)
+                d += step
     return np.sum(d * d, axis=-1)
 
 
@@ -184,7 +183,7 @@ PROBE_INV_T = 1.0 / 100
 #: Measured on 20,000 sampled morgan2024 candidates: an early NOT_DESCENT cut at 0.002
 #: rejected 124, of which 9 pass the sphere, so it is off; the NONFINITE cut at 50% rejected
 #: 3, none of which pass the sphere.
-DESCENT_EARLY = 0.0  # |mean cosine| below this: NOT_DESCENT at once (off, see below)
+DESCENT_EARLY = 0.0  # |mean cosine| below this: NOT_DESCENT at once (off, see above)
 DESCENT_MIN = 0.02  # a sphere failure with |mean cosine| below this is NOT_DESCENT
 NONFINITE_EARLY = 0.5  # this fraction of non-finite probe outputs: NONFINITE at once
 _REL_TOL = 1e-9

@@ -465,6 +465,18 @@ def emit_source(ph: Phenotype, backend: str = "numpy", *,
     Returns:
       (source, slots): ``slots`` lists ``(name, kind)`` for each stateful or random op.
     """
+    out = _emit_module(ph, backend, describe)
+    return out.source, out.slots
+
+
+@dataclass(frozen=True)
+class _Module:
+    source: str
+    slots: tuple[tuple[str, str], ...]
+    reads_w: bool
+
+
+def _emit_module(ph: Phenotype, backend: str, describe: bool) -> _Module:
     templates = BACKENDS[backend]
     moments = {m: sympy.Rational(b) for m, b in ph.betas}
     counter: dict[str, int] = {}
@@ -497,7 +509,7 @@ def emit_source(ph: Phenotype, backend: str = "numpy", *,
         f"{head_lr}def lr(tau, inv_T, rt):\n"
         f"{block(sched_lines)}    return {lr_atom}\n"
     )
-    return src, tuple(slots)
+    return _Module(src, tuple(slots), "w" in body.used)
 
 
 def _short(expr: sympy.Basic, limit: int = 200) -> str:
@@ -523,6 +535,7 @@ class Compiled:
     init_state: Callable[..., dict[str, Any]]
     lr: Callable[..., Any]
     lr_is_one: bool
+    reads_w: bool  # whether ``update`` reads its ``w`` argument
     memo: dict[str, Any] = field(default_factory=dict)
 
 
@@ -539,13 +552,14 @@ def compile_phenotype(ph: Phenotype, backend: str = "numpy") -> Compiled:
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    source, slots = emit_source(ph, backend)
+    module = _emit_module(ph, backend, False)
+    source, slots = module.source, module.slots
     # The source is produced by this module from the op table and a parsed phenotype; no
     # text supplied by a user reaches it, and it runs with no builtins at all.
     namespace: dict[str, Any] = {"__builtins__": {}}
     exec(compile(source, f"<nos.emit:{backend}>", "exec"), namespace)
     out = Compiled(backend, source, slots, namespace["update"], namespace["init_state"],
-                   namespace["lr"], ph.lr == S.One)
+                   namespace["lr"], ph.lr == S.One, module.reads_w)
     with _cache_lock:
         _cache[key] = out
         if len(_cache) > _CACHE_SIZE:

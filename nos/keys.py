@@ -27,6 +27,7 @@ __all__ = ["canonical_key", "fingerprint"]
 _MANTISSA_BITS = 20  # about 6 significant decimal digits
 _FLUSH = 1e-12  # |x| below this counts as 0: rounding noise of a cancelled update
 _LR_TAUS = np.linspace(0.0, 1.0, 11)
+_ONES = np.ones_like(_LR_TAUS)
 _RT = NumpyRuntime()
 
 
@@ -67,8 +68,9 @@ def _behaviour(c: Compiled) -> str:
         try:
             ua, ub = probe_outputs(c)
             with np.errstate(all="ignore"):
-                lr = np.array([float(c.lr(tau, PROBE_INV_T, _RT)) for tau in _LR_TAUS])
-            hit = _digest(quantize(ua), quantize(ub), quantize(lr))
+                lr = _ONES if c.lr_is_one else np.array(
+                    [float(c.lr(tau, PROBE_INV_T, _RT)) for tau in _LR_TAUS])
+            hit = _digest(quantize(np.concatenate([ua.ravel(), ub.ravel(), lr])))
         except (ArithmeticError, ValueError) as exc:  # the candidate's numerics raised
             hit = _digest(b"error", type(exc).__name__.encode())
         c.memo["fingerprint"] = hit
