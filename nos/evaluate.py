@@ -582,7 +582,7 @@ class EvalResult:
         return {
             "status": self.status, "fitness": self.fitness, "std": self.std,
             "reason": self.reason, "lr": self.lr, "steps": self.steps,
-            "wall_s": round(self.wall_s, 4), "seeds": list(self.seeds),
+            "wall_s": self.wall_s, "seeds": list(self.seeds),
             "fitness_per_seed": list(self.fitness_per_seed),
             "status_per_seed": list(self.status_per_seed),
             "lr_per_seed": list(self.lr_per_seed),

@@ -154,14 +154,19 @@ def _tensors(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[torch.
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(
-    name: str, data_dir: str | None, augment: bool, width: int | None, device: str
+    name: str,
+    data_dir: str | None,
+    augment: bool,
+    width: int | None,
+    device: str,
+    options: tuple[tuple[str, Any], ...],
 ) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     if augment and name not in _IMAGE_TASKS:
         raise ValueError(f"task {name!r} has no augmentation pipeline")
     dev = torch.device(device)
-    data = load_dataset(name, data_dir) if name in _IMAGE_TASKS else load_dataset(name)
+    data = load_dataset(name, data_dir, **dict(options))
     train_x, val_x = data.train.x, data.validation.x
     if augment:
         # Statistics over train + validation: the reference normalised with all 50k images.
@@ -169,10 +174,10 @@ def _load_cached(
         train_x, val_x = normalize(train_x, mean, std), normalize(val_x, mean, std)
     tx, ty = _tensors(train_x, data.train.y, dev)
     vx, vy = _tensors(val_x, data.validation.y, dev)
-    options: dict[str, Any] = {}
+    model_options: dict[str, Any] = {}
     if width is not None and name in _IMAGE_TASKS:
-        options["width"] = width
-    return Task(name, tx, ty, vx, vy, data.num_classes, augment, options)
+        model_options["width"] = width
+    return Task(name, tx, ty, vx, vy, data.num_classes, augment, model_options)
 
 
 def load_task(
@@ -182,11 +187,14 @@ def load_task(
     augment: bool = False,
     width: int | None = None,
     device: str | torch.device = "cpu",
+    **options: Any,
 ) -> Task:
     """The task ``name`` (one of :data:`TASKS`), cached per process.
 
     ``augment`` selects the particle-phase pipeline of the image tasks; ``width`` is the
-    ConvNet's b. A missing data directory raises :class:`~nos.data.DataError`.
+    ConvNet's b; ``options`` go to the data set's loader (e.g. ``validation_size``). A
+    missing data directory raises :class:`~nos.data.DataError`.
     """
     root = None if data_dir is None else str(data_dir)
-    return _load_cached(name, root, augment, width, str(torch.device(device)))
+    return _load_cached(name, root, augment, width, str(torch.device(device)),
+                        tuple(sorted(options.items())))
