@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["evaluate", "fake_fitness", "unit_hash"]
+__all__ = ["evaluate", "fake_fitness", "job_payload", "unit_hash"]
 
 
 def unit_hash(*parts: object) -> float:
@@ -90,3 +90,12 @@ def _score(identity: str, stage: str, seeds: list[int], opts: dict[str, Any]) ->
                 "reason": reason}
     return {**base, "status": "ok", "fitness": round(sum(per_seed) / len(per_seed), 6),
             "reason": ""}
+
+
+def job_payload(request: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The payload of :func:`evaluate` for a search request."""
+    entry = request.entry
+    return {"task": "fake", "candidate": entry.candidate.text,
+            "grammar": entry.candidate.grammar.name, "key": entry.key,
+            "fingerprint": entry.fingerprint, "stage": request.stage,
+            "seeds": list(request.seeds), "fake": dict(options or {})}

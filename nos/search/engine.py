@@ -1,0 +1,373 @@
+"""The particle GA (spec §4.2–§4.4) as coroutines that never touch processes or files.
+
+Each phase is a generator that *yields* a :class:`Batch` of evaluation requests and is sent
+back the list of :class:`Result` for that batch, in request order; its return value is the
+phase's outcome. The driver (:mod:`nos.search.driver`) runs many of them at once and
+decides how and where requests are evaluated. This split is what makes the search
+deterministic whatever the parallelism:
+
+* **Every decision is a function of the seed and of fitness values only.** Each particle
+  owns a ``random.Random`` derived from the run seed and its index; the initial population
+  has its own. A coroutine resumes only when *all* results of its batch are in, and reads
+  them in request order, never in arrival order.
+* **Rounds within a step.** A step's M children are drawn in slot order, then evaluated
+  together; the failed slots get their retries (spec §4.3: up to ``tries`` evaluations per
+  slot) in the next round, again drawn in slot order. The reference draws a retry right
+  after its failure, before the next slot; drawing it after the round keeps the order of
+  draws independent of which result arrives first (a documented deviation: the draws, not
+  the distribution, differ).
+* **Seen sets are per particle** (per lineage, as in the reference), so what one particle
+  draws never depends on how far another has got. Global dedup (``dedup``) acts on
+  *training* instead: the driver trains one candidate per (stage, fingerprint) and gives
+  every requester the same result. Since a fingerprint class computes the same function,
+  its fitness does not depend on which member, or which particle, came first. With dedup,
+  a particle also rejects children that compute what it has already seen (same
+  fingerprint), not only the same text.
+
+The cheap and the full fitness are stages ``init`` and ``full``; ``rescore`` re-evaluates
+the final top-k with more seeds. A failed evaluation scores :data:`FAILED` (spec §4.3:
+-1) for selection; in the initial population it scores 0, as in the reference (§4.2).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nos.candidate import Candidate
+from nos.check import CheckResult, check_candidate
+from nos.grammar import Grammar
+from nos.keys import canonical_key, fingerprint
+from nos.mutate import MutationError, mutate_candidate
+from nos.sample import sample_candidate
+from nos.search.config import SearchConfig
+
+__all__ = [
+    "FAILED",
+    "STATUSES",
+    "Batch",
+    "Entry",
+    "ParticleGA",
+    "Request",
+    "Result",
+    "rng_state",
+]
+
+log = logging.getLogger(__name__)
+
+#: Selection score of a failed evaluation (spec §4.3).
+FAILED = -1.0
+#: Score of a failed evaluation in the initial population (spec §4.2).
+FAILED_INIT = 0.0
+STATUSES = ("ok", "failed_threshold", "diverged", "timeout", "error")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A candidate that passed the integrity check, with its identities."""
+
+    candidate: Candidate
+    key: str
+    fingerprint: str
+    check: CheckResult
+    mutation: str | None = None
+    detail: str = ""
+    parent: str | None = None  # the parent's key
+
+
+@dataclass(frozen=True)
+class Request:
+    """One evaluation the search needs: ``origin`` names the slot, e.g. ``p3/s2/c4/t1``."""
+
+    origin: str
+    stage: str  # "init", "full" or "rescore"
+    entry: Entry
+    seeds: tuple[int, ...]
+
+    @property
+    def text(self) -> str:
+        return self.entry.candidate.text
+
+
+@dataclass(frozen=True)
+class Result:
+    """The normalised result of one evaluation (plain values only)."""
+
+    status: str
+    fitness: float | None = None
+    fitness_per_seed: tuple[float, ...] = ()
+    reason: str = ""
+    lr: float | None = None
+    steps: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.fitness is not None
+
+    def score(self, failed: float = FAILED) -> float:
+        return float(self.fitness) if self.ok else failed
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> Result:
+        """Read an evaluator's result dict; anything malformed becomes ``error``."""
+        status = str(raw.get("status", "error"))
+        reason = str(raw.get("reason") or "")
+        fitness = raw.get("fitness")
+        if status not in STATUSES:
+            return cls("error", reason=f"unknown status {status!r} {reason}".strip())
+        if status == "ok":
+            try:
+                fitness = float(fitness)
+            except (TypeError, ValueError):
+                return cls("error", reason="evaluator returned ok without a fitness")
+            if fitness != fitness or fitness in (float("inf"), float("-inf")):
+                return cls("error", reason="evaluator returned a non-finite fitness")
+        else:
+            fitness = None
+        per_seed = tuple(float(x) for x in raw.get("fitness_per_seed") or ()
+                         if isinstance(x, int | float))
+        lr = raw.get("lr")
+        steps = raw.get("steps")
+        return cls(status, fitness, per_seed, reason,
+                   float(lr) if isinstance(lr, int | float) else None,
+                   int(steps) if isinstance(steps, int | float) else None)
+
+
+@dataclass
+class Batch:
+    """What a phase yields: requests to evaluate, and records to write once (by origin)."""
+
+    requests: list[Request]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+Phase = Generator[Batch, list[Result], Any]
+
+
+def rng_state(rnd: random.Random) -> list[Any]:
+    """JSON-ready state of a ``random.Random`` (``random.Random.setstate`` reads it back
+    after ``tuple`` conversion of the inner list)."""
+    version, internal, gauss = rnd.getstate()
+    return [version, list(internal), gauss]
+
+
+@dataclass
+class _Particle:
+    index: int
+    rnd: random.Random
+    position: Entry
+    fitness: float | None = None  # full-stage score of the position; None before re-evaluation
+    step: int = 0
+    seen_keys: set[str] = field(default_factory=set)
+    seen_fps: set[str] = field(default_factory=set)
+    stopped: str = ""
+
+
+class ParticleGA:
+    """The paper's particle GA with the options of :class:`SearchConfig`.
+
+    Args:
+      config: the search parameters.
+      grammar: the search space.
+      seeds: candidates that open the initial population (``--seed-from``), in order.
+    """
+
+    def __init__(self, config: SearchConfig, grammar: Grammar,
+                 seeds: Sequence[Candidate] = ()):
+        self.config = config
+        self.grammar = grammar
+        self.seeds = list(seeds)
+        self.rejections: collections.Counter[str] = collections.Counter()
+        self.particles: dict[int, _Particle] = {}
+        self.init_rnd = random.Random(f"nos/{config.seed}/init")
+        self._checks: dict[str, CheckResult] = {}  # pure function of the text: memo only
+        self.eval_seeds = tuple(config.seed + i for i in range(config.eval_seeds))
+
+    # candidates ------------------------------------------------------------------------
+
+    def _check(self, cand: Candidate) -> CheckResult:
+        hit = self._checks.get(cand.text)
+        if hit is None:
+            hit = self._checks[cand.text] = check_candidate(cand)
+        return hit
+
+    def _admit(self, cand: Candidate, counts: collections.Counter[str], seen_keys: set[str],
+               seen_fps: set[str] | None, **info: Any) -> Entry | None:
+        """The candidate as an :class:`Entry` if it passes the check and is unseen."""
+        key = canonical_key(cand)
+        if key in seen_keys:
+            counts["duplicate"] += 1
+            return None
+        result = self._check(cand)
+        if not result.passed:
+            counts[result.reason.value] += 1
+            return None
+        fp = fingerprint(cand)
+        if seen_fps is not None and fp in seen_fps:
+            counts["duplicate"] += 1
+            return None
+        seen_keys.add(key)
+        if seen_fps is not None:
+            seen_fps.add(fp)
+        return Entry(cand, key, fp, result, **info)
+
+    def _child(self, particle: _Particle, counts: collections.Counter[str]) -> Entry | None:
+        """One mutant of the particle's position, rejection-sampled (spec §4.3)."""
+        fps = particle.seen_fps if self.config.dedup else None
+        parent = particle.position
+        for _ in range(self.config.max_rejections):
+            try:
+                m = mutate_candidate(parent.candidate, particle.rnd)
+            except MutationError:
+                counts["no_mutation"] += 1
+                return None
+            entry = self._admit(m.child, counts, particle.seen_keys, fps, mutation=m.kind,
+                                detail=m.detail, parent=parent.key)
+            if entry is not None:
+                return entry
+        counts["exhausted"] += 1
+        return None
+
+    def _record_rejections(self, origin: str,
+                           counts: collections.Counter[str]) -> list[dict[str, Any]]:
+        self.rejections.update(counts)
+        if not counts:
+            return []
+        return [{"type": "rejections", "origin": origin, "counts": dict(sorted(counts.items()))}]
+
+    # phases ----------------------------------------------------------------------------
+
+    def initial_phase(self) -> Generator[Batch, list[Result], list[tuple[Entry, float]]]:
+        """Sample ``init_size`` valid candidates, score them cheaply, keep the top n (§4.2)."""
+        cfg, counts = self.config, collections.Counter[str]()
+        seen_keys: set[str] = set()
+        seen_fps = set() if cfg.dedup else None
+        entries: list[Entry] = []
+        for cand in self.seeds[: cfg.init_size]:
+            entry = self._admit(cand, counts, seen_keys, seen_fps, mutation="seed")
+            if entry is None:
+                log.warning("seed %s was rejected (integrity check or duplicate)", cand.text)
+                counts["seed_rejected"] += 1
+            else:
+                entries.append(entry)
+        while len(entries) < cfg.init_size:
+            cand = sample_candidate(self.grammar, self.init_rnd)
+            # the reference does not de-duplicate its initial population: fresh sets
+            entry = self._admit(cand, counts, seen_keys if cfg.dedup else set(), seen_fps)
+            if entry is not None:
+                entries.append(entry)
+        requests = [Request(f"init/{i}", "init", e, self.eval_seeds)
+                    for i, e in enumerate(entries)]
+        results = yield Batch(requests, self._record_rejections("init", counts))
+        scored = sorted(range(len(entries)),
+                        key=lambda i: (-results[i].score(FAILED_INIT), i))
+        top = [(entries[i], results[i].score(FAILED_INIT)) for i in scored[: cfg.particles]]
+        record = {"type": "selection", "origin": "init/selection", "particles": [
+            {"particle": p, "candidate": e.candidate.text, "key": e.key, "init_fitness": f}
+            for p, (e, f) in enumerate(top)]}
+        yield Batch([], [record])
+        return top
+
+    def particle_phase(self, index: int, start: Entry) -> Phase:
+        """K steps of one particle (spec §4.3); returns its trajectory as a list of dicts."""
+        cfg = self.config
+        particle = _Particle(index, random.Random(f"nos/{cfg.seed}/particle/{index}"), start)
+        particle.seen_keys.add(start.key)
+        particle.seen_fps.add(start.fingerprint)
+        self.particles[index] = particle
+        trajectory: list[dict[str, Any]] = []
+        if cfg.reeval:
+            [res] = yield Batch([Request(f"p{index}/reeval", "full", start, self.eval_seeds)])
+            particle.fitness = res.score()
+        for step in range(cfg.steps):
+            particle.step = step
+            move = yield from self._step(particle, step)
+            if move is None:
+                particle.stopped = "no child could be drawn"
+                log.warning("particle %d stopped at step %d: no valid child", index, step)
+                break
+            trajectory.append(move)
+        particle.step = cfg.steps if not particle.stopped else particle.step
+        return trajectory
+
+    def _step(self, particle: _Particle, step: int) -> Generator[Batch, list[Result],
+                                                                   dict[str, Any] | None]:
+        cfg, p = self.config, particle.index
+        slots: list[Entry | None] = []
+        results: list[Result | None] = [None] * cfg.children
+        tries = [0] * cfg.children
+        counts = collections.Counter[str]()
+        for _ in range(cfg.children):
+            slots.append(self._child(particle, counts))
+        pending = [j for j, e in enumerate(slots) if e is not None]
+        round_ = 0
+        while pending:
+            batch = [Request(f"p{p}/s{step}/c{j}/t{tries[j]}", "full", slots[j],
+                             self.eval_seeds) for j in pending]
+            got = yield Batch(batch, self._record_rejections(f"p{p}/s{step}/r{round_}", counts))
+            counts = collections.Counter()
+            retry = []
+            for j, res in zip(pending, got, strict=True):
+                results[j] = res
+                tries[j] += 1
+                if not res.ok and tries[j] < cfg.tries:
+                    retry.append(j)
+            pending = []
+            for j in retry:  # slot order: independent of arrival order
+                entry = self._child(particle, counts)
+                if entry is not None:
+                    slots[j] = entry
+                    pending.append(j)
+            round_ += 1
+        if counts:
+            yield Batch([], self._record_rejections(f"p{p}/s{step}/r{round_}", counts))
+        done = [j for j in range(cfg.children) if results[j] is not None]
+        if not done:
+            return None
+        best = max(done, key=lambda j: (results[j].score(), -j))  # ties: the first slot
+        best_score = results[best].score()
+        moved = not (cfg.elitist and particle.fitness is not None
+                     and best_score < particle.fitness)
+        before = particle.position
+        if moved:
+            particle.position, particle.fitness = slots[best], best_score
+        move = {
+            "type": "move", "origin": f"p{p}/s{step}/move", "particle": p, "step": step,
+            "from": before.key, "to": particle.position.key,
+            "candidate": particle.position.candidate.text, "fitness": particle.fitness,
+            "moved": moved, "best_child": slots[best].key, "best_child_fitness": best_score,
+            "children": [{"slot": j, "key": slots[j].key, "status": results[j].status,
+                          "fitness": results[j].fitness, "tries": tries[j]} for j in done],
+        }
+        yield Batch([], [move])
+        return move
+
+    def rescore_phase(self, finalists: Iterable[Entry]) -> Phase:
+        """Re-evaluate the finalists with ``rescore_seeds`` fresh seeds each."""
+        cfg = self.config
+        seeds = tuple(cfg.seed + 1000 + i for i in range(cfg.rescore_seeds))
+        entries = list(finalists)
+        if not entries:
+            return []
+        results = yield Batch([Request(f"rescore/{i}", "rescore", e, seeds)
+                               for i, e in enumerate(entries)])
+        return list(zip(entries, results, strict=True))
+
+    # checkpoints -----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The search state as plain data: particle positions, seen sets and RNG states."""
+        return {
+            "init_rng": rng_state(self.init_rnd),
+            "rejections": dict(sorted(self.rejections.items())),
+            "particles": [{
+                "particle": q.index, "step": q.step, "position": q.position.candidate.text,
+                "key": q.position.key, "fitness": q.fitness, "stopped": q.stopped,
+                "seen_keys": sorted(q.seen_keys), "seen_fingerprints": sorted(q.seen_fps),
+                "rng": rng_state(q.rnd),
+            } for q in sorted(self.particles.values(), key=lambda q: q.index)],
+        }

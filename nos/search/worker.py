@@ -1,0 +1,18 @@
+"""The job function that worker processes run for real tasks (``nos.search.worker:evaluate_job``).
+
+It is kept apart from the driver's modules so that a worker imports only what an
+evaluation needs. The payload is :meth:`nos.evaluate.EvalSpec.to_dict`; the result is
+:meth:`nos.evaluate.EvalResult.to_dict`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["evaluate_job"]
+
+
+def evaluate_job(payload: dict[str, Any]) -> dict[str, Any]:
+    from nos.evaluate import EvalSpec, evaluate
+
+    return evaluate(EvalSpec.from_dict(payload)).to_dict()
