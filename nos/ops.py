@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy
-from sympy import Abs, Max, Min, Rational, asinh, atan, erf, erfc, exp, sign, sqrt, tanh
+from sympy import Rational, sqrt
 
 __all__ = [
     "BASES",
@@ -78,6 +78,47 @@ class NosFunction(sympy.Function):
         args = ", ".join(printer._print(a) for a in self.args)
         return rf"\operatorname{{{self.latex or self.op}}}\left({args}\right)"
 
+    def _eval_is_extended_real(self) -> bool:
+        # every op maps reals to reals (possibly ±inf); saying so keeps sympy from wrapping
+        # re()/im() around them
+        return True
+
+
+class _Extremum(NosFunction):
+    """max/min of two values, with only the cheap rewrites.
+
+    sympy's Max/Min prove orderings with the assumptions system on construction: that cost
+    most of the phenotype build and raises on some constant arguments. Equal arguments,
+    two numbers, and a canonical argument order (for commutativity) are all we need.
+    """
+
+    nargs = 2
+    _pick = max
+
+    @classmethod
+    def eval(cls, x, y):
+        if x == y:
+            return x
+        if x.is_Number and y.is_Number:
+            return cls._pick(x, y)
+        if x.compare(y) > 0:
+            return cls(y, x)
+        return None
+
+
+class maximum(_Extremum):
+    """max(x, y), elementwise (spec §2.4 id 3; relu is max(x, 0))."""
+
+    op = "max"
+    _pick = max
+
+
+class minimum(_Extremum):
+    """min(x, y), elementwise (spec §2.4 id 4)."""
+
+    op = "min"
+    _pick = min
+
 
 def _fn(op: str, nargs: int, doc: str, *, latex: str = "", state: str | None = None):
     cls = type(op, (NosFunction,), {"nargs": nargs, "op": op, "state": state,
@@ -102,9 +143,24 @@ delta = _fn("delta", 1, "n <- x - n_prev (the reference deltaChange, spec §2.3 
 running_max = _fn("running_max", 1, "n <- max(x, n_prev), n_0 = 0 (MaxValue, spec §2.3 id 24)",
                   latex="runmax", state="max")
 
+# Elementary functions as plain NosFunctions too: sympy's own exp/Abs/sign/erf/... query the
+# assumptions system on every construction (1-4 ms each on a sum), which dominated the cost of
+# building a phenotype; their automatic rewrites (erf(-x) -> -erf(x), ...) are not needed
+# for dedup, which the numeric fingerprint backs up.
+exp_ = _fn("exp", 1, "e^x")
+abs_ = _fn("abs", 1, "|x|")
+sign_ = _fn("sign", 1, "sign(x)")
+tanh_ = _fn("tanh", 1, "tanh(x)")
+atan_ = _fn("atan", 1, "atan(x)", latex="atan")
+asinh_ = _fn("asinh", 1, "asinh(x)", latex="asinh")
+erf_ = _fn("erf", 1, "erf(x)")
+erfc_ = _fn("erfc", 1, "erfc(x) = 1 - erf(x)")
+abs_._eval_is_extended_nonnegative = lambda self: True
+
 FUNCTIONS: dict[str, type[NosFunction]] = {
     f.op: f
-    for f in (plog, sigmoid, softplus, i1e, clip, clip_norm, dropout, ema, delta, running_max)
+    for f in (plog, sigmoid, softplus, i1e, clip, clip_norm, dropout, ema, delta, running_max,
+              maximum, minimum, exp_, abs_, sign_, tanh_, atan_, asinh_, erf_, erfc_)
 }
 
 
@@ -138,45 +194,45 @@ _OP_LIST = [
     # unary (spec §2.3 ids 0..24; decay unary ops spec §2.6)
     OpSpec("neg", 1, lambda x: -x, "-x"),
     OpSpec("plog", 1, plog, "ln(|x| + eps)"),
-    OpSpec("sqrt_abs", 1, lambda x: sqrt(Abs(x)), "sqrt(|x|)", _BOTH),
-    OpSpec("exp", 1, exp, "e^x"),
-    OpSpec("abs", 1, Abs, "|x|"),
+    OpSpec("sqrt_abs", 1, lambda x: sqrt(abs_(x)), "sqrt(|x|)", _BOTH),
+    OpSpec("exp", 1, exp_, "e^x"),
+    OpSpec("abs", 1, abs_, "|x|"),
     OpSpec("sigmoid", 1, sigmoid, "1/(1+e^-x)", _BOTH),
-    OpSpec("deriv_soft", 1, lambda x: 1 / (1 + Abs(x)), "1/(1+|x|)", _BOTH),
+    OpSpec("deriv_soft", 1, lambda x: 1 / (1 + abs_(x)), "1/(1+|x|)", _BOTH),
     OpSpec("softplus", 1, softplus, "ln(|1+e^x| + eps)"),
-    OpSpec("erf", 1, erf, "erf(x)", _BOTH),
-    OpSpec("erfc", 1, erfc, "erfc(x) = 1 - erf(x)", _BOTH),
-    OpSpec("asinh", 1, asinh, "asinh(x)"),
-    OpSpec("tanh", 1, tanh, "tanh(x)", _BOTH),
-    OpSpec("atan", 1, atan, "atan(x)", _BOTH),
+    OpSpec("erf", 1, erf_, "erf(x)", _BOTH),
+    OpSpec("erfc", 1, erfc_, "erfc(x) = 1 - erf(x)", _BOTH),
+    OpSpec("asinh", 1, asinh_, "asinh(x)"),
+    OpSpec("tanh", 1, tanh_, "tanh(x)", _BOTH),
+    OpSpec("atan", 1, atan_, "atan(x)", _BOTH),
     OpSpec("recip", 1, lambda x: 1 / (x + EPS), "1/(x + eps)"),
     OpSpec("i1e", 1, i1e, "exp(-|x|) I1(x)", _BOTH),
-    OpSpec("relu", 1, lambda x: Max(x, 0), "max(x, 0)"),
-    OpSpec("min0", 1, lambda x: Min(x, 0), "min(x, 0)"),
+    OpSpec("relu", 1, lambda x: maximum(x, 0), "max(x, 0)"),
+    OpSpec("min0", 1, lambda x: minimum(x, 0), "min(x, 0)"),
     OpSpec("drop50", 1, lambda x: dropout(x, Rational(1, 2)), "dropout, rate 0.5"),
     OpSpec("drop30", 1, lambda x: dropout(x, Rational(3, 10)), "dropout, rate 0.3"),
     OpSpec("drop10", 1, lambda x: dropout(x, Rational(1, 10)), "dropout, rate 0.1"),
     OpSpec("clip_norm", 1, clip_norm, "x * min(1, 1/||x||_2)"),
-    OpSpec("softsign", 1, lambda x: x / (1 + Abs(x)), "x/(1+|x|)", _BOTH),
+    OpSpec("softsign", 1, lambda x: x / (1 + abs_(x)), "x/(1+|x|)", _BOTH),
     OpSpec("ema", 1, ema, "bias-corrected EMA(0.95) of x"),
     OpSpec("delta", 1, delta, "x - n_prev"),
     OpSpec("running_max", 1, running_max, "running max, from 0"),
-    OpSpec("sign", 1, sign, "sign(x)"),
+    OpSpec("sign", 1, sign_, "sign(x)"),
     OpSpec("square", 1, lambda x: x**2, "x²", _BOTH),
-    OpSpec("deriv_tanh", 1, lambda x: 1 - tanh(x) ** 2, "1 - tanh²(x)", _BOTH),
+    OpSpec("deriv_tanh", 1, lambda x: 1 - tanh_(x) ** 2, "1 - tanh²(x)", _BOTH),
     OpSpec("deriv_sig", 1, _dsig, "σ(x)(1 - σ(x))", _BOTH),
     # binary (spec §2.4; decay binary ops spec §2.6)
     OpSpec("add", 2, lambda x, y: x + y, "x + y", _BOTH),
     OpSpec("sub", 2, lambda x, y: x - y, "x - y", _BOTH),
     OpSpec("mul", 2, lambda x, y: x * y, "x·y", _BOTH),
-    OpSpec("max", 2, Max, "max(x, y)", _BOTH),
-    OpSpec("min", 2, Min, "min(x, y)", _BOTH),
+    OpSpec("max", 2, maximum, "max(x, y)", _BOTH),
+    OpSpec("min", 2, minimum, "min(x, y)", _BOTH),
     OpSpec("div", 2, lambda x, y: x / (y + EPS), "x/(y + eps)", _BOTH),
     OpSpec("div_sqrt", 2, lambda x, y: x / sqrt(1 + y**2), "x/sqrt(1 + y²)", _BOTH),
     OpSpec("clip", 2, clip, "clip(x, -|y|, |y|)"),
     OpSpec("mix", 2, lambda x, y: Rational(19, 20) * x + Rational(1, 20) * y,
            "0.95x + 0.05y"),
-    OpSpec("pow_abs", 2, lambda x, y: Abs(x) ** y, "|x|^y"),
+    OpSpec("pow_abs", 2, lambda x, y: abs_(x) ** y, "|x|^y"),
 ]
 OPS: dict[str, OpSpec] = {op.name: op for op in _OP_LIST}
 
@@ -218,8 +274,8 @@ _OPERAND_LIST = [
     Operand("wd5", lambda: _w / 10**5, "1e-5 w"),
     Operand("wd4", lambda: _w / 10**4, "1e-4 w"),
     Operand("wd3", lambda: _w / 10**3, "1e-3 w"),
-    Operand("sign_g", lambda: sign(_g), "sign(g)"),
-    Operand("sign_v_hat", lambda: sign(_vh), "sign(v̂)", ("v",)),
+    Operand("sign_g", lambda: sign_(_g), "sign(g)"),
+    Operand("sign_v_hat", lambda: sign_(_vh), "sign(v̂)", ("v",)),
     Operand("qhm_v", lambda: Rational(3, 10) * _g + Rational(7, 10) * _vh,
             "0.3 g + 0.7 v̂ (QHM)", ("v",)),
     Operand("qhm_s", lambda: Rational(1, 20) * _g**2 + Rational(19, 20) * _sh,

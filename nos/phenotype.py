@@ -16,7 +16,7 @@ from deap import gp
 from nos import ops
 from nos.grammar import SCHED_PREFIX, Grammar, Schedule
 
-__all__ = ["Phenotype", "tree_to_sympy"]
+__all__ = ["Phenotype", "serialize", "tree_to_sympy"]
 
 
 def tree_to_sympy(tree: gp.PrimitiveTree, grammar: Grammar) -> sympy.Expr:
@@ -39,6 +39,38 @@ def tree_to_sympy(tree: gp.PrimitiveTree, grammar: Grammar) -> sympy.Expr:
         stack.append(ops.OPS[name].build(*args))
     (expr,) = stack
     return expr
+
+
+def serialize(expr: sympy.Basic) -> str:
+    """An exact, process-independent text of a sympy tree, like ``srepr`` but ~50x cheaper.
+
+    Arguments appear in sympy's own order, which for sums and products is its canonical
+    sort (structural, not hash-based), so equal expressions serialize equally.
+    """
+    out: list[str] = []
+    stack: list[sympy.Basic | str] = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, str):
+            out.append(e)
+        elif e.is_Symbol:
+            out.append(e.name)
+        elif e.is_Integer:
+            out.append(str(e.p))
+        elif e.is_Rational:
+            out.append(f"{e.p}/{e.q}")
+        elif e.is_Float:
+            out.append(repr(float(e)))
+        elif not e.args:
+            out.append(type(e).__name__)  # pi, E, oo, zoo, nan, ...
+        else:
+            out.append(type(e).__name__ + "(")
+            stack.append(")")
+            for i, arg in enumerate(reversed(e.args)):
+                if i:
+                    stack.append(",")
+                stack.append(arg)
+    return "".join(out)
 
 
 _MOMENT_SYMBOLS = {
@@ -66,9 +98,9 @@ class Phenotype:
         return bool(self.update.free_symbols & _GRADIENT_SYMBOLS)
 
     def canonical(self) -> str:
-        """The string hashed by the canonical key: sympy's sorted printing of each part."""
+        """The string hashed by the canonical key (see :func:`serialize`)."""
         betas = ",".join(f"{m}={b}" for m, b in self.betas)
-        return f"{self.momentum}|{sympy.srepr(self.update)}|{sympy.srepr(self.lr)}|{betas}"
+        return f"{self.momentum}|{serialize(self.update)}|{serialize(self.lr)}|{betas}"
 
     @classmethod
     def of(cls, update: sympy.Expr, lr: sympy.Expr, momentum: str,

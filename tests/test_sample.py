@@ -154,6 +154,16 @@ def test_reference_schedule_shape():
 _MPMATH = {
     "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
     "i1e": lambda x: mpmath.exp(-abs(x)) * mpmath.besseli(1, x),
+    "maximum": max,
+    "minimum": min,
+    "exp": mpmath.exp,
+    "abs": abs,
+    "sign": mpmath.sign,
+    "tanh": mpmath.tanh,
+    "atan": mpmath.atan,
+    "asinh": mpmath.asinh,
+    "erf": mpmath.erf,
+    "erfc": mpmath.erfc,
 }
 
 
