@@ -19,26 +19,46 @@ from nos.grammar import SCHED_PREFIX, Grammar, Schedule
 __all__ = ["Phenotype", "serialize", "tree_to_sympy"]
 
 
+# Sub-tree memo shared by all candidates of a process: a mutated child shares all but one
+# path with its parent, and random trees share small sub-trees, so most sympy constructions
+# are reused. Sub-trees are named by small ints, (node name, child ids) -> id.
+_SUBTREE_IDS: dict[tuple, int] = {}
+_SUBTREE_EXPR: list[sympy.Expr] = []
+_MEMO_LIMIT = 200_000
+
+
 def tree_to_sympy(tree: gp.PrimitiveTree, grammar: Grammar) -> sympy.Expr:
     """Build the sympy expression of a tensor or schedule tree (iteratively, no recursion)."""
-    stack: list[sympy.Expr] = []
+    if len(_SUBTREE_EXPR) > _MEMO_LIMIT:
+        _SUBTREE_IDS.clear()
+        _SUBTREE_EXPR.clear()
+    stack: list[int] = []
+    gid = grammar.digest  # scales and operand sets differ between grammars
     for node in reversed(tree):
-        if isinstance(node, gp.Terminal):
-            if node.ret is Schedule:
-                entry = grammar.decay_bases[node.name]
-                sym = ops.SYM[node.name]
-                stack.append(sym if entry.scale == 1 else sympy.Float(entry.scale) * sym)
-            else:
-                stack.append(ops.OPERANDS[node.name].build())
-            continue
-        args = [stack.pop() for _ in range(node.arity)]
-        if node.name == "decay":
-            stack.append(args[0] * args[1])
-            continue
-        name = node.name[len(SCHED_PREFIX):] if node.ret is Schedule else node.name
-        stack.append(ops.OPS[name].build(*args))
-    (expr,) = stack
-    return expr
+        args = tuple(stack.pop() for _ in range(node.arity))
+        key = (gid, node.name, args)
+        ident = _SUBTREE_IDS.get(key)
+        if ident is None:
+            expr = _build(node, [_SUBTREE_EXPR[a] for a in args], grammar)
+            ident = _SUBTREE_IDS[key] = len(_SUBTREE_EXPR)
+            _SUBTREE_EXPR.append(expr)
+        stack.append(ident)
+    (root,) = stack
+    return _SUBTREE_EXPR[root]
+
+
+def _build(node: gp.Primitive | gp.Terminal, args: list[sympy.Expr],
+           grammar: Grammar) -> sympy.Expr:
+    if isinstance(node, gp.Terminal):
+        if node.ret is Schedule:
+            entry = grammar.decay_bases[node.name]
+            sym = ops.SYM[node.name]
+            return sym if entry.scale == 1 else sympy.Float(entry.scale) * sym
+        return ops.OPERANDS[node.name].build()
+    if node.name == "decay":
+        return args[0] * args[1]
+    name = node.name[len(SCHED_PREFIX):] if node.ret is Schedule else node.name
+    return ops.OPS[name].build(*args)
 
 
 def serialize(expr: sympy.Basic) -> str:
