@@ -240,17 +240,36 @@ class _Emitter:
         self.lines.append(f"{var} = {code}")
         return var, tensor
 
+    def literal(self, x: float) -> str:
+        """A number in this backend's spelling (non-finite values use its templates)."""
+        if math.isnan(x):
+            return self.t["nan"]
+        if math.isinf(x):
+            return self.t["inf"] if x > 0 else f"(-{self.t['inf']})"
+        return _literal(x)
+
+    def arg(self, expr: sympy.Basic) -> tuple[str, bool]:
+        """``emit`` for a function argument: a backend whose functions reject plain numbers
+        (torch) wraps a number in its ``literal_arg`` template."""
+        atom, tensor = self.emit(expr)
+        if not tensor and (expr.is_Number or expr.is_NumberSymbol) and "literal_arg" in self.t:
+            atom = self.t["literal_arg"].format(atom)
+        return atom, tensor
+
     def as_array(self, atom: str, tensor: bool) -> str:
         return atom if tensor else self.t["full_like"].format(atom, like="g")
 
     def prologue(self, moments: Mapping[str, sympy.Rational]) -> list[str]:
         """Lines to run before the body: scalar conversion of tau and 1/T, the moment
         updates (spec §2.2) and the decay bases (spec §2.6) that the body used."""
-        bases = tuple(sorted((n for n in self.used if n in ops.BASES),
-                             key=lambda n: int(n[1:])))
+        order = list(ops.BASES)
+        bases = tuple(sorted((n for n in self.used if n in ops.BASES), key=order.index))
         base_lines, base_used = _bases_block(self.t, bases) if bases else ((), frozenset())
+        # a backend whose callers already pass scalars in its own type spells "scalar"
+        # as "{0}"; the no-op assignment is then left out
         out = [f"{arg} = {self.t['scalar'].format(arg)}" for arg in ("tau", "inv_T")
-               if arg in self.used or arg in base_used]
+               if (arg in self.used or arg in base_used)
+               and self.t["scalar"].format(arg) != arg]
         for m, (raw, hat, power) in ops.MOMENTS.items():
             if raw not in self.used and hat not in self.used:
                 continue
@@ -280,7 +299,7 @@ class _Emitter:
         if e.is_Number or e.is_NumberSymbol:
             if e is S.ComplexInfinity:
                 return self.t["inf"], False
-            return _literal(_number(e)), False
+            return self.literal(_number(e)), False
         if e is S.ComplexInfinity:
             return self.t["inf"], False
         if e.is_Add:
@@ -295,12 +314,12 @@ class _Emitter:
             return self._nos(e)
         func = e.func
         if func in _SIMPLE:
-            atom, tensor = self.emit(e.args[0])
+            atom, tensor = self.arg(e.args[0])
             key = _SIMPLE[func]
             return self.assign(key, self.t[key].format(atom), tensor)
         if func in (sympy.Max, sympy.Min):
             key = "max" if func is sympy.Max else "min"
-            atoms = [self.emit(a) for a in e.args]
+            atoms = [self.arg(a) for a in e.args]
             code, tensor = atoms[0]
             for atom, t2 in atoms[1:]:
                 code, tensor = self.t[key].format(code, atom), tensor or t2
@@ -312,7 +331,7 @@ class _Emitter:
         if func is sympy.im:
             return "0.0", False
         if func is sympy.Mod:
-            (a, ta), (b, tb) = self.emit(e.args[0]), self.emit(e.args[1])
+            (a, ta), (b, tb) = self.arg(e.args[0]), self.arg(e.args[1])
             return self.assign("mod", self.t["mod"].format(a, b), ta or tb)
         raise EmitError(f"no spelling for sympy {func.__name__} in {e}")
 
@@ -361,7 +380,7 @@ class _Emitter:
         if coeff == 1.0 and len(num) == 1 and not den:
             return num[0], tensor
         if coeff not in (1.0, -1.0) or not num:
-            num.insert(0, _literal(coeff))
+            num.insert(0, self.literal(coeff))
         code = " * ".join(num)
         if den:
             code += " / " + (den[0] if len(den) == 1 else "(" + " * ".join(den) + ")")
@@ -391,12 +410,12 @@ class _Emitter:
                 return self._power(base, n)
             b, tb = self._power(base, -n)
             return self.assign("recip", f"1.0 / {b}", tb)
-        b, tb = self.emit(base)
+        b, tb = self.arg(base)
         if ex == S.Half:
             return self.assign("sqrt", self.t["sqrt"].format(b), tb)
         if ex == -S.Half:
             return self.assign("rsqrt", f"1.0 / {self.t['sqrt'].format(b)}", tb)
-        x, tx = self.emit(ex)
+        x, tx = self.arg(ex)
         return self.assign("pow", self.t["power"].format(b, x), tb or tx)
 
     def _nos(self, e: ops.NosFunction) -> tuple[str, bool]:
@@ -409,7 +428,7 @@ class _Emitter:
                                             like="g")
             self.lines.append(f"{slot} = {code}")
             return slot, True
-        atoms = [self.emit(a) for a in e.args]
+        atoms = [self.arg(a) for a in e.args]
         tensor = any(t2 for _, t2 in atoms)
         args = [a for a, _ in atoms]
         if op in _NEEDS_ARRAY and not tensor:

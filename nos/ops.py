@@ -41,6 +41,8 @@ __all__ = [
 
 #: Keras epsilon used by the reference's protected ops (spec §2.3).
 EPS = Rational(1, 10**7)
+#: torch.optim's default epsilon (Adam, AdamW, RMSprop), for the classic baselines.
+ADAM_EPS = Rational(1, 10**8)
 
 SYM: dict[str, sympy.Symbol] = {
     name: sympy.Symbol(name, real=True)
@@ -48,6 +50,7 @@ SYM: dict[str, sympy.Symbol] = {
 }
 for _i in range(1, 15):
     SYM[f"a{_i}"] = sympy.Symbol(f"a{_i}", real=True)
+SYM["a14f"] = sympy.Symbol("a14f", real=True)
 
 #: The three moment estimates: raw EMA symbol, bias-corrected symbol, power of g averaged.
 MOMENTS: dict[str, tuple[str, str, int]] = {
@@ -205,7 +208,7 @@ _OP_LIST = [
     OpSpec("asinh", 1, asinh_, "asinh(x)"),
     OpSpec("tanh", 1, tanh_, "tanh(x)", _BOTH),
     OpSpec("atan", 1, atan_, "atan(x)", _BOTH),
-    OpSpec("recip", 1, lambda x: 1 / (x + EPS), "1/(x + eps)"),
+    OpSpec("recip", 1, lambda x: 1 / (x + EPS), "1/(x + eps)", _BOTH),
     OpSpec("i1e", 1, i1e, "exp(-|x|) I1(x)", _BOTH),
     OpSpec("relu", 1, lambda x: maximum(x, 0), "max(x, 0)"),
     OpSpec("min0", 1, lambda x: minimum(x, 0), "min(x, 0)"),
@@ -221,6 +224,10 @@ _OP_LIST = [
     OpSpec("square", 1, lambda x: x**2, "x²", _BOTH),
     OpSpec("deriv_tanh", 1, lambda x: 1 - tanh_(x) ** 2, "1 - tanh²(x)", _BOTH),
     OpSpec("deriv_sig", 1, _dsig, "σ(x)(1 - σ(x))", _BOTH),
+    # For the paper's final code (spec §7), which writes a few things the search space
+    # cannot: an unprotected 1/x (LR schedules 4 and 6) and AdamClip's "+ 1e-7".
+    OpSpec("inv", 1, lambda x: 1 / x, "1/x (unprotected)", _BOTH),
+    OpSpec("plus_eps", 1, lambda x: x + EPS, "x + eps"),
     # binary (spec §2.4; decay binary ops spec §2.6)
     OpSpec("add", 2, lambda x, y: x + y, "x + y", _BOTH),
     OpSpec("sub", 2, lambda x, y: x - y, "x - y", _BOTH),
@@ -233,6 +240,10 @@ _OP_LIST = [
     OpSpec("mix", 2, lambda x, y: Rational(19, 20) * x + Rational(1, 20) * y,
            "0.95x + 0.05y"),
     OpSpec("pow_abs", 2, lambda x, y: abs_(x) ** y, "|x|^y"),
+    # Unprotected division of the final code (spec §7.2-§7.4) and Adam's denominator
+    # (the classic baselines): x / (sqrt(|y|) + 1e-8).
+    OpSpec("quot", 2, lambda x, y: x / y, "x/y (unprotected)", _BOTH),
+    OpSpec("rms_div", 2, lambda x, y: x / (sqrt(abs_(y)) + ADAM_EPS), "x/(sqrt(|y|) + 1e-8)"),
 ]
 OPS: dict[str, OpSpec] = {op.name: op for op in _OP_LIST}
 
@@ -287,6 +298,14 @@ _OPERAND_LIST = [
             "mean over β∈{0, .9, .999} of (β v - g)", ("v",)),
     Operand("aggmo_s", lambda: _aggmo(_s, 2, (0, Rational(99, 100), Rational(999, 1000))),
             "mean over β∈{0, .99, .999} of (β s - g²)", ("s",)),
+    # Raw (not bias-corrected) moments, for the classic baselines (RMSprop, Lion).
+    Operand("v_raw", lambda: _v, "raw EMA of g", ("v",)),
+    Operand("s_raw", lambda: _s, "raw EMA of g²", ("s",)),
+    # Lion's interpolation beta1 m_{t-1} + (1 - beta1) g with beta1 = 0.9, written with the
+    # EMA m_t = beta2 m_{t-1} + (1 - beta2) g after its update: only for beta2 = v = 0.99.
+    Operand("lion_c", lambda: Rational(10, 11) * _v + Rational(1, 11) * _g,
+            "Lion's 0.9 m_{t-1} + 0.1 g (needs moment v = 0.99)", ("v",)),
+    Operand("wd2", lambda: _w / 10**2, "1e-2 w"),
     Operand("aggmo_lam",
             lambda: _aggmo(_lam, 3, (0, Rational(999, 1000), Rational(9999, 10000))),
             "mean over β∈{0, .999, .9999} of (β λ - g³)", ("lam",)),
@@ -339,5 +358,7 @@ BASES: dict[str, Base] = {
         Base("a12", 1 - Rational(1, 100) ** _tau, "1 - 0.01^τ (exponential increase)"),
         Base("a13", _a13, "β_d/((1-β0) + β_d), β_d = β0(1 - τ - 1/T), β0 = 0.95 (Demon)"),
         Base("a14", _B0 - _a13, "β0 - a13 (the search code's definition)"),
+        Base("a14f", (_B0 - _beta_d) / ((1 - _B0) + _beta_d),
+             "(β0 - β_d)/((1-β0) + β_d), 0 -> 19 (the final code's a14, spec §2.6)"),
     )
 }
