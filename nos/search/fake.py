@@ -14,6 +14,8 @@ same way:
 ``crash_rate``    share that kill their own worker process with SIGKILL
 ``sleep_s``       seconds each evaluation sleeps; ``sleep_jitter`` in [0, 1] varies it by
                   candidate so that results arrive out of order
+``busy_s``        seconds each evaluation keeps a core busy (a stand-in for training, for
+                  throughput measurements)
 ``pid_dir``       write ``<pid_dir>/<pid>.pid`` while evaluating (tests kill workers by it)
 """
 
@@ -61,6 +63,11 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
         if sleep > 0:
             jitter = float(opts.get("sleep_jitter", 0.0))
             time.sleep(sleep * (1.0 - jitter * unit_hash(identity, "sleep")))
+        busy = float(opts.get("busy_s", 0.0))
+        end = time.perf_counter() + busy
+        x = 0.0
+        while time.perf_counter() < end:
+            x = sum(i * 0.5 for i in range(1000)) + x * 1e-9
         return _score(identity, stage, seeds, opts)
     finally:
         if pid_file is not None:
