@@ -127,3 +127,20 @@ def test_resume_after_sigkill_gives_the_same_hall_of_fame(capsys, tmp_path):
         assert hof == reference[0]
         assert evals == reference[1]  # nothing lost, nothing trained twice
         assert load_run(name, tmp_path).status == "finished"
+
+
+def test_real_jobs_are_eval_specs(tmp_path):
+    from nos.evaluate import EvalSpec
+    from nos.grammar import load_grammar
+    from nos.search.config import SearchConfig
+    from nos.search.engine import ParticleGA
+    from nos.search.session import Execution, _job_setup
+
+    cfg = SearchConfig(grammar="tiny", task="digits", preset="quick", particles=1,
+                       init_factor=1)
+    function, factory = _job_setup(cfg, Execution(), load_grammar("tiny").path)
+    assert function == "nos.search.worker:evaluate_job"
+    batch = next(ParticleGA(cfg, load_grammar("tiny")).initial_phase())
+    spec = EvalSpec.from_dict(factory(batch.requests[0]))
+    assert spec.candidate == batch.requests[0].text and spec.preset == "quick"
+    assert spec.flip == batch.requests[0].entry.check.flip and spec.seeds == (0,)

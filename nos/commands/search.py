@@ -16,8 +16,11 @@ from typing import Any
 from nos.commands.common import positive_int
 from nos.errors import NosError
 
-#: The small default search: 20 initial candidates, 4 particles x 3 steps x 5 children.
-SMALL = {"particles": 4, "steps": 3, "children": 5, "init_factor": 5}
+#: The small default search: 30 initial candidates, 5 particles x 4 steps x 6 children.
+SMALL = {"particles": 5, "steps": 4, "children": 6, "init_factor": 6}
+#: Fitness presets of a task when --preset is not given: (particle phase, initial population).
+TASK_PRESETS = {"digits": ("quick", ""), "mnist1d": ("mnist1d", ""),
+                "cifar10": ("paper", "paper-init")}
 #: Flags that define the search; a resumed run keeps its own and refuses new ones.
 _SEARCH_FLAGS = ("grammar", "task", "preset", "init_preset", "strategy", "particles", "steps",
                  "children", "init_factor", "tries", "budget", "seed", "no_dedup", "elitist",
@@ -51,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = p.add_argument
     a("--grammar", help="grammar name or file (default morgan2024)")
     a("--task", help="task: digits, mnist1d, cifar10, flowers102 (default digits)")
-    a("--preset", help="fitness preset of the particle phase (default quick)")
+    a("--preset", help="fitness preset of the particle phase (default: the task's, quick "
+      "for digits, paper for cifar10)")
     a("--init-preset", help="cheaper preset for the initial population (default: --preset)")
     a("--strategy", help="search algorithm: paper (default)")
     a("--particles", type=positive_int, help=f"particles n (default {SMALL['particles']}; "
@@ -121,6 +125,11 @@ def _config(args: argparse.Namespace) -> Any:
 
         if values["task"] not in TASKS:
             raise NosError(f"unknown task {values['task']!r} (choose from {', '.join(TASKS)})")
+        if args.preset is None and values["task"] in TASK_PRESETS:
+            preset, init = TASK_PRESETS[values["task"]]
+            values["preset"] = preset
+            if args.init_preset is None:
+                values["init_preset"] = init
     return SearchConfig(**values)
 
 
