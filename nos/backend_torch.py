@@ -1,0 +1,513 @@
+"""The torch backend of the emitter: whole-group optimizer steps, eager or compiled.
+
+The update direction is the one :mod:`nos.emit` writes for numpy (spec §2.2-§2.7), run on
+torch values through a runtime object :class:`TorchRuntime`. Its spelling table differs
+from numpy's only where torch can do better: the moment EMAs and the stateful ops of spec
+§2.3 (ids 22-24) update their state buffers in place.
+
+A step acts on a whole parameter group at once, in one of two layouts:
+
+``"foreach"``
+    the emitted code runs on :class:`FList` values, lists of tensors whose arithmetic is
+    ``torch._foreach_*`` over the group's parameters;
+``"flat"``
+    the group's gradients (and weights, when the update reads them) are concatenated into
+    one contiguous buffer, state buffers are flat too, and every op runs once per group.
+
+Per-tensor reductions (``clip_norm``, spec §2.3 id 20) act on each parameter tensor in both
+layouts, as in the reference. ``tools/bench_step.py`` measures the two; :data:`DEFAULT_LAYOUT`
+records the choice.
+
+:func:`group_step` returns the step function for a compiled candidate, optionally wrapped in
+``torch.compile(fullgraph=True, dynamic=False)``. Every per-step number (step, tau, 1/T,
+the signed learning rate, momentum) is a 0-d float64 tensor, so new values never trigger
+a recompile. Dropout masks (spec §2.3 ids 17-19) are drawn outside the step from the
+optimizer's own ``torch.Generator`` and passed in as uniform noise, one buffer per dropout
+occurrence, which also lets a test feed the masks of another backend.
+
+The weight step (spec §2.5), with eta = sigma * eta_t * (LR multiplier), sigma = -1 (+1 if
+flipped):
+
+* ``none``: w += eta U
+* ``mom``:  m = mu m + eta U; w += m
+* ``nest`` (search form): m = mu m + eta U; w += m + eta U
+* ``nest`` (``nesterov="keras"``, the final code of spec §7.2): m = mu m + eta U;
+  w += mu m + eta U
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from nos.emit import NUMPY_TEMPLATES, Compiled, register_backend
+
+__all__ = [
+    "DEFAULT_LAYOUT",
+    "EXPORT_TEMPLATES",
+    "LAYOUTS",
+    "NESTEROV_FORMS",
+    "TORCH_TEMPLATES",
+    "FList",
+    "TorchRuntime",
+    "group_step",
+]
+
+LAYOUTS = ("foreach", "flat")
+#: Chosen from ``tools/bench_step.py`` (see the README): equal or faster than "flat" in
+#: both modes, and it leaves parameters and gradients where autograd put them.
+DEFAULT_LAYOUT = "foreach"
+NESTEROV_FORMS = ("search", "keras")
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------ spelling tables
+
+#: In-search spelling: numpy's, with in-place state updates.
+TORCH_TEMPLATES: dict[str, str] = {
+    "scalar": "{0}",  # tau and 1/T already arrive as 0-d tensors
+    "moment": "{raw} = rt.ema_(state[{raw!r}], {src}, {beta}, {one_minus})",
+    "ema": ("{n} = rt.ema_(state[{slot!r}], {0}, 0.95, 0.05)\n"
+            "{out} = {n} / (1.0 - 0.95 ** (t + 1))"),
+    "delta": "{n} = rt.delta_(state[{slot!r}], {0})\n{out} = {n}",
+    "max_state": "{n} = rt.max_(state[{slot!r}], {0})\n{out} = {n}",
+}
+register_backend("torch", TORCH_TEMPLATES)
+
+_EPS = "1e-07"
+#: The standalone export's spelling: plain torch on one tensor, with three small helpers
+#: (``_clip``, ``_clip_norm``, ``_dropout``) that the exported file defines when used.
+EXPORT_TEMPLATES: dict[str, str] = {
+    "exp": "torch.exp({0})",
+    "log": "torch.log({0})",
+    "abs": "torch.abs({0})",
+    "sign": "torch.sign({0})",
+    "tanh": "torch.tanh({0})",
+    "atan": "torch.atan({0})",
+    "asinh": "torch.asinh({0})",
+    "erf": "torch.special.erf({0})",
+    "erfc": "torch.special.erfc({0})",
+    "cos": "torch.cos({0})",
+    "sin": "torch.sin({0})",
+    "sqrt": "torch.sqrt({0})",
+    "power": "torch.pow({0}, {1})",
+    "max": "torch.maximum({0}, {1})",
+    "min": "torch.minimum({0}, {1})",
+    "mod": "torch.remainder({0}, {1})",
+    "plog": f"torch.log(torch.abs({{0}}) + {_EPS})",
+    "sigmoid": "torch.sigmoid({0})",
+    "softplus": f"torch.log(torch.abs(1.0 + torch.exp({{0}})) + {_EPS})",
+    "i1e": "torch.special.i1e({0})",
+    "clip": "_clip({0}, {1})",
+    "clip_norm": "_clip_norm({0})",
+    "dropout": "_dropout({0}, {1}, noise[{slot!r}])",
+    "full_like": "(torch.zeros_like({like}) + {0})",
+    "zeros_like": "torch.zeros_like({like})",
+    "scalar": "{0}",
+    "literal_arg": "g.new_tensor({0})",
+    "inf": "torch.inf",
+    "nan": "torch.nan",
+    "ema": ("{n} = state[{slot!r}].mul_(0.95).add_(0.05 * {0})\n"
+            "{out} = {n} / (1.0 - 0.95 ** (t + 1))"),
+    "delta": "{n} = state[{slot!r}].neg_().add_({0})\n{out} = {n}",
+    "max_state": "{n} = torch.maximum(state[{slot!r}], {0}, out=state[{slot!r}])\n{out} = {n}",
+    "moment": "{raw} = state[{raw!r}].mul_({beta}).add_({one_minus} * {src})",
+    "moment_hat": "{hat} = {raw} / (1.0 - {beta} ** (t + 1))",
+}
+register_backend("torch_export", EXPORT_TEMPLATES)
+
+
+# ------------------------------------------------------------------------- tensor lists
+
+
+def _scalar_like(x: Any, ref: torch.Tensor) -> Any:
+    """A 0-d tensor operand cast to the list's dtype (the foreach kernels need one dtype)."""
+    if isinstance(x, torch.Tensor) and x.dtype != ref.dtype:
+        return x.to(ref.dtype)
+    return x
+
+
+class FList:
+    """The tensors of one parameter group, with elementwise arithmetic done by
+    ``torch._foreach_*`` (one call per op for the whole group).
+
+    Operands may be another FList of the same length, a Python number or a 0-d tensor.
+    """
+
+    __slots__ = ("ts",)
+
+    def __init__(self, ts: Sequence[torch.Tensor]):
+        self.ts = list(ts)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def _zip(self, other: Any, fn: Callable[[torch.Tensor, Any], torch.Tensor]) -> FList:
+        if isinstance(other, FList):
+            return FList([fn(a, b) for a, b in zip(self.ts, other.ts, strict=True)])
+        return FList([fn(a, other) for a in self.ts])
+
+    def __add__(self, other: Any) -> FList:
+        if isinstance(other, FList):
+            return FList(torch._foreach_add(self.ts, other.ts))
+        return FList(torch._foreach_add(self.ts, _scalar_like(other, self.ts[0])))
+
+    __radd__ = __add__
+
+    def __mul__(self, other: Any) -> FList:
+        if isinstance(other, FList):
+            return FList(torch._foreach_mul(self.ts, other.ts))
+        return FList(torch._foreach_mul(self.ts, _scalar_like(other, self.ts[0])))
+
+    __rmul__ = __mul__
+
+    def __sub__(self, other: Any) -> FList:
+        if isinstance(other, FList):
+            return FList(torch._foreach_sub(self.ts, other.ts))
+        if isinstance(other, torch.Tensor):
+            return self._zip(other, torch.sub)
+        return FList(torch._foreach_sub(self.ts, other))
+
+    def __rsub__(self, other: Any) -> FList:
+        return FList([other - a for a in self.ts])
+
+    def __truediv__(self, other: Any) -> FList:
+        if isinstance(other, FList):
+            return FList(torch._foreach_div(self.ts, other.ts))
+        return FList(torch._foreach_div(self.ts, _scalar_like(other, self.ts[0])))
+
+    def __rtruediv__(self, other: Any) -> FList:
+        return FList([other / a for a in self.ts])
+
+    def __neg__(self) -> FList:
+        return FList(torch._foreach_neg(self.ts))
+
+    def __pow__(self, other: Any) -> FList:
+        if isinstance(other, FList):
+            return FList(torch._foreach_pow(self.ts, other.ts))
+        if isinstance(other, torch.Tensor):
+            return self._zip(other, torch.pow)
+        return FList(torch._foreach_pow(self.ts, other))
+
+    def __rpow__(self, other: Any) -> FList:
+        if isinstance(other, torch.Tensor):
+            return FList([torch.pow(other, a) for a in self.ts])
+        return FList(torch._foreach_pow(other, self.ts))
+
+
+def _map(x: Any, one: Callable[[torch.Tensor], torch.Tensor],
+         many: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None) -> Any:
+    """Apply a unary torch function to a tensor, an FList or a Python number."""
+    if isinstance(x, FList):
+        return FList(many(x.ts) if many is not None else [one(a) for a in x.ts])
+    if not isinstance(x, torch.Tensor):
+        x = torch.tensor(x, dtype=torch.float64)
+    return one(x)
+
+
+def _zip2(x: Any, y: Any, fn: Callable[[Any, Any], torch.Tensor]) -> Any:
+    """Apply a binary torch function elementwise over FLists, tensors and numbers."""
+    xl, yl = isinstance(x, FList), isinstance(y, FList)
+    if xl or yl:
+        n = len(x) if xl else len(y)
+        xs = x.ts if xl else [x] * n
+        ys = y.ts if yl else [y] * n
+        return FList([fn(a, b) for a, b in zip(xs, ys, strict=True)])
+    return fn(x, y)
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.tensor(x, dtype=torch.float64)
+
+
+def _maximum(x: Any, y: Any) -> torch.Tensor:
+    return torch.maximum(_as_tensor(x), _as_tensor(y))
+
+
+def _minimum(x: Any, y: Any) -> torch.Tensor:
+    return torch.minimum(_as_tensor(x), _as_tensor(y))
+
+
+def _sign(x: torch.Tensor) -> torch.Tensor:
+    # torch.sign(NaN) is 0; numpy's (the reference's) is NaN
+    return torch.where(torch.isnan(x), x, torch.sign(x))
+
+
+class TorchRuntime:
+    """The ``rt`` object of the torch backend (see :mod:`nos.emit`).
+
+    Args:
+      sizes: in the flat layout, the number of elements of each parameter tensor, so that
+        ``clip_norm`` acts per tensor; ``None`` for the foreach layout or one tensor.
+      device: where those segment indices live.
+
+    ``noise`` maps each dropout occurrence to its uniform [0, 1) draws (a tensor, or a
+    list of tensors in the foreach layout); the step function sets it.
+    """
+
+    inf = math.inf
+    nan = math.nan
+
+    def __init__(self, sizes: Sequence[int] | None = None,
+                 device: torch.device | str = "cpu"):
+        self.noise: dict[str, Any] = {}
+        self.segments: torch.Tensor | None = None
+        self.n_segments = 0
+        if sizes is not None and len(sizes) > 1:
+            self.n_segments = len(sizes)
+            self.segments = torch.repeat_interleave(
+                torch.arange(len(sizes), device=device),
+                torch.tensor(list(sizes), device=device))
+
+    # elementwise functions (numpy's names, as the shared spelling table calls them)
+    def exp(self, x: Any) -> Any:
+        return _map(x, torch.exp, torch._foreach_exp)
+
+    def log(self, x: Any) -> Any:
+        return _map(x, torch.log, torch._foreach_log)
+
+    def abs(self, x: Any) -> Any:
+        return _map(x, torch.abs, torch._foreach_abs)
+
+    def sign(self, x: Any) -> Any:
+        return _map(x, _sign)
+
+    def tanh(self, x: Any) -> Any:
+        return _map(x, torch.tanh, torch._foreach_tanh)
+
+    def arctan(self, x: Any) -> Any:
+        return _map(x, torch.atan, torch._foreach_atan)
+
+    def arcsinh(self, x: Any) -> Any:
+        return _map(x, torch.asinh)
+
+    def erf(self, x: Any) -> Any:
+        return _map(x, torch.special.erf, torch._foreach_erf)
+
+    def erfc(self, x: Any) -> Any:
+        return _map(x, torch.special.erfc, torch._foreach_erfc)
+
+    def cos(self, x: Any) -> Any:
+        return _map(x, torch.cos, torch._foreach_cos)
+
+    def sin(self, x: Any) -> Any:
+        return _map(x, torch.sin, torch._foreach_sin)
+
+    def sqrt(self, x: Any) -> Any:
+        return _map(x, torch.sqrt, torch._foreach_sqrt)
+
+    def sigmoid(self, x: Any) -> Any:
+        return _map(x, torch.sigmoid, torch._foreach_sigmoid)
+
+    def i1e(self, x: Any) -> Any:
+        return _map(x, torch.special.i1e)
+
+    def power(self, x: Any, y: Any) -> Any:
+        return _zip2(x, y, lambda a, b: torch.pow(_as_tensor(a), b))
+
+    def maximum(self, x: Any, y: Any) -> Any:
+        return _zip2(x, y, _maximum)
+
+    def minimum(self, x: Any, y: Any) -> Any:
+        return _zip2(x, y, _minimum)
+
+    def mod(self, x: Any, y: Any) -> Any:
+        return _zip2(x, y, lambda a, b: torch.remainder(_as_tensor(a), b))
+
+    def clip(self, x: Any, y: Any) -> Any:
+        """clip(x, -|y|, |y|), spec §2.4 id 7 (NaN propagates as in numpy)."""
+        bound = self.abs(y)
+        return self.minimum(self.maximum(x, -bound), bound)
+
+    def zeros_like(self, like: Any) -> Any:
+        return _map(like, torch.zeros_like)
+
+    def full_like(self, like: Any, value: Any) -> Any:
+        return self.zeros_like(like) + value
+
+    def scalar(self, x: Any) -> Any:
+        return x
+
+    def clip_norm(self, x: Any) -> Any:
+        """Rescale each parameter tensor to L2 norm <= 1 (spec §2.3 id 20)."""
+        if isinstance(x, FList):
+            return FList([a * torch.clamp_max(1.0 / torch.sqrt((a * a).sum()), 1.0)
+                          if a.numel() else a for a in x.ts])
+        if self.segments is None:
+            return x * torch.clamp_max(1.0 / torch.sqrt((x * x).sum()), 1.0)
+        sq = torch.zeros(self.n_segments, dtype=x.dtype, device=x.device)
+        sq = sq.index_add(0, self.segments, x * x)
+        scale = torch.clamp_max(1.0 / torch.sqrt(sq), 1.0)
+        return x * scale[self.segments]
+
+    def dropout(self, x: Any, rate: float, slot: str, like: Any) -> Any:
+        """Keep each entry w.p. 1 - rate, scaled by 1/(1 - rate) (spec §2.3 ids 17-19)."""
+        noise = self.noise[slot]
+
+        def one(a: Any, u: torch.Tensor) -> torch.Tensor:
+            a = _as_tensor(a)
+            return torch.where(u >= rate, a / (1.0 - rate), 0.0 * a)
+
+        if isinstance(noise, list):
+            return _zip2(x, FList(noise), one)
+        return one(x, noise)
+
+    # in-place state updates (the shared moment/stateful templates of TORCH_TEMPLATES)
+    @staticmethod
+    def ema_(state: Any, x: Any, beta: float, one_minus: float) -> Any:
+        """state <- beta * state + (1 - beta) * x, in place; returns state."""
+        if isinstance(state, FList):
+            torch._foreach_mul_(state.ts, beta)
+            if isinstance(x, FList):
+                torch._foreach_add_(state.ts, x.ts, alpha=one_minus)
+            else:
+                torch._foreach_add_(state.ts, _scalar_like(one_minus * x, state.ts[0]))
+            return state
+        return state.mul_(beta).add_(one_minus * x)
+
+    @staticmethod
+    def delta_(state: Any, x: Any) -> Any:
+        """state <- x - state, in place (the reference's deltaChange); returns state."""
+        if isinstance(state, FList):
+            torch._foreach_neg_(state.ts)
+            if isinstance(x, FList):
+                torch._foreach_add_(state.ts, x.ts)
+            else:
+                torch._foreach_add_(state.ts, _scalar_like(x, state.ts[0]))
+            return state
+        return state.neg_().add_(x)
+
+    @staticmethod
+    def max_(state: Any, x: Any) -> Any:
+        """state <- max(x, state), in place (MaxValue); returns state."""
+        if isinstance(state, FList):
+            xs = x.ts if isinstance(x, FList) else [x] * len(state)
+            for s, a in zip(state.ts, xs, strict=True):
+                torch.maximum(_as_tensor(a).to(s.dtype), s, out=s)
+            return state
+        return torch.maximum(_as_tensor(x).to(state.dtype), state, out=state)
+
+
+# ------------------------------------------------------------------------- group steps
+
+
+def _finite_flag(delta: Any) -> torch.Tensor:
+    """True when the step has a NaN or inf. An L1 norm over 3e38 (float32) counts too:
+    only a divergent step gets there."""
+    if isinstance(delta, FList):
+        norms = torch._foreach_norm(delta.ts, 1)
+        total = torch.stack([n.float() for n in norms]).sum() if len(norms) > 1 else norms[0]
+        return ~torch.isfinite(total)
+    return ~torch.isfinite(torch.linalg.vector_norm(delta, 1))
+
+
+def _make_step(c: Compiled, momentum: str, nesterov: str, layout: str
+               ) -> Callable[..., torch.Tensor]:
+    """The whole-group step of one candidate (see the module docstring).
+
+    Arguments of the returned function: ``params`` and ``grads`` (lists of tensors),
+    ``state`` (name -> list of per-tensor buffers, or one flat buffer), ``mom`` (the
+    momentum buffers in the same form, or ``None``), ``sc`` (0-d tensors ``t``, ``tau``,
+    ``inv_T``, ``eta``, ``mu``), ``rt``. It updates params, state and mom in place and
+    returns the non-finite flag (a 0-d bool tensor).
+    """
+    update, reads_w = c.update, c.reads_w
+
+    def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: dict[str, Any],
+             mom: Any, sc: dict[str, torch.Tensor], rt: TorchRuntime) -> torch.Tensor:
+        if layout == "flat":
+            g = torch.cat([x.reshape(-1) for x in grads])
+            w = torch.cat([p.reshape(-1) for p in params]) if reads_w else g
+            st = dict(state)
+        else:
+            g = FList(grads)
+            w = FList(params) if reads_w else g
+            st = {k: FList(v) for k, v in state.items()}
+        u = update(g, w, st, sc["t"], sc["tau"], sc["inv_T"], rt)
+        step_ = u * sc["eta"]
+        if momentum == "none":
+            delta = step_
+        else:
+            m = FList(mom) if layout != "flat" else mom
+            new_m = m * sc["mu"] + step_
+            if layout == "flat":
+                m.copy_(new_m)
+            else:
+                torch._foreach_copy_(m.ts, new_m.ts)
+            if momentum == "mom":
+                delta = new_m
+            elif nesterov == "keras":
+                delta = new_m * sc["mu"] + step_
+            else:
+                delta = new_m + step_
+        if layout == "flat":
+            pieces = torch.split(delta, [p.numel() for p in params])
+            torch._foreach_add_(params, [d.view_as(p) for d, p in zip(pieces, params,
+                                                                       strict=True)])
+        else:
+            torch._foreach_add_(params, delta.ts)
+        return _finite_flag(delta)
+
+    return step
+
+
+_compiled: dict[tuple, Callable[..., torch.Tensor]] = {}
+_lock = threading.Lock()
+_failed: set[tuple] = set()
+
+
+def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
+               layout: str = DEFAULT_LAYOUT, compile: bool = False,
+               key: str | None = None) -> Callable[..., torch.Tensor]:
+    """The step function of a compiled candidate (``c.backend`` must be ``"torch"``).
+
+    With ``compile``, the function is wrapped in ``torch.compile(fullgraph=True,
+    dynamic=False)``, cached by ``key`` (the candidate's canonical key) and the step form;
+    if compiling fails on first use, the eager function is used from then on, after a
+    one-line warning.
+    """
+    if c.backend != "torch":
+        raise ValueError(f"expected functions of the torch backend, got {c.backend!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if nesterov not in NESTEROV_FORMS:
+        raise ValueError(f"unknown Nesterov form {nesterov!r}; expected search or keras")
+    eager = _make_step(c, momentum, nesterov, layout)
+    if not compile:
+        return eager
+    cache_key = (key if key is not None else id(c), momentum, nesterov, layout)
+    with _lock:
+        hit = _compiled.get(cache_key)
+        if hit is None:
+            hit = _with_fallback(eager, cache_key)
+            _compiled[cache_key] = hit
+    return hit
+
+
+def _with_fallback(eager: Callable[..., torch.Tensor], cache_key: tuple
+                   ) -> Callable[..., torch.Tensor]:
+    fast = torch.compile(eager, fullgraph=True, dynamic=False)
+    state = {"fn": fast}
+
+    @functools.wraps(eager)
+    def call(*args: Any) -> torch.Tensor:
+        fn = state["fn"]
+        if fn is eager:
+            return eager(*args)
+        try:
+            return fn(*args)
+        except Exception as exc:  # any compiler failure: the eager step is still correct
+            state["fn"] = eager
+            _failed.add(cache_key)
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the eager "
+                          "step", RuntimeWarning, stacklevel=3)
+            return eager(*args)
+
+    return call

@@ -1,0 +1,360 @@
+"""``SymbolicOptimizer``: a ``torch.optim.Optimizer`` whose update rule is a candidate.
+
+The class does the bookkeeping (param groups, state, schedules, dropout generator,
+``state_dict``); the maths is the whole-group step of :mod:`nos.backend_torch`, emitted from
+the candidate's phenotype by :mod:`nos.emit` (ARCHITECTURE §1.2).
+
+Per step and parameter group, with t the group's step count (spec §2.5-§2.7):
+
+* ``schedule="cosine"`` (the default when ``total_steps`` is given): eta_t is the base
+  warmup-hold-cosine schedule of spec §2.7 peaking at the group's ``lr``; ``"constant"``:
+  eta_t is the group's ``lr`` itself, so ``torch.optim.lr_scheduler`` drives it.
+* The candidate's LR-schedule gene multiplies eta_t (spec §2.8); decays and the gene are
+  functions of tau = t/T, so they need ``total_steps``.
+* ``momentum="cyclic"`` is the one-cycle mu_t of spec §2.7; a number is a constant mu.
+* The step is w += sigma eta_t U (with the momentum form of the candidate's gene, see
+  :mod:`nos.backend_torch`), sigma = -1, or +1 when ``flip``.
+
+A NaN or inf in a step does not raise: it sets :attr:`SymbolicOptimizer.nonfinite` (kept
+on the device, so reading it is the only synchronisation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from nos.backend_torch import DEFAULT_LAYOUT, LAYOUTS, FList, TorchRuntime, group_step
+from nos.candidate import Candidate, parse
+from nos.emit import NumpyRuntime, compile_phenotype
+from nos.errors import NosError
+from nos.grammar import load_grammar
+from nos.schedules import base_lr, cyclic_momentum
+
+__all__ = ["SymbolicOptimizer", "resolve_candidate"]
+
+_SCHEDULES = ("cosine", "constant")
+_NP_RT = NumpyRuntime()
+
+
+def resolve_candidate(candidate: Candidate | str, grammar: str = "morgan2024") -> Candidate:
+    """A Candidate from a Candidate, ``zoo:NAME`` or candidate text of ``grammar``."""
+    if isinstance(candidate, Candidate):
+        return candidate
+    if not isinstance(candidate, str):
+        raise NosError(f"expected a Candidate or candidate text, got {type(candidate).__name__}")
+    return parse(candidate, load_grammar(grammar))
+
+
+def _reads_progress(cand: Candidate) -> bool:
+    """Whether the candidate's update or LR gene depends on tau = t/T."""
+    ph = cand.phenotype
+    names = {s.name for s in ph.update.free_symbols}
+    return bool(names - {"g", "w", "v", "s", "lam", "v_hat", "s_hat", "lam_hat"}) \
+        or ph.lr != 1
+
+
+class SymbolicOptimizer(torch.optim.Optimizer):
+    """A torch optimizer whose update direction U is a candidate (see the module docstring).
+
+    Args:
+      params: parameters or parameter groups, as for any torch optimizer.
+      candidate: a :class:`~nos.candidate.Candidate`, candidate text of ``grammar``, or
+        ``zoo:NAME``. Zoo entries may carry defaults (e.g. Opt10's Nesterov form).
+      lr: peak learning rate (``cosine``) or the learning rate (``constant``).
+      total_steps: horizon T; required by the cosine schedule, decays, the LR gene and
+        cyclic momentum.
+      warmup, hold: warmup steps W and hold steps H of the base schedule (spec §2.7).
+      schedule: ``"cosine"`` or ``"constant"``; default cosine when ``total_steps`` is set.
+      momentum: ``"cyclic"`` or a number; default cyclic under the cosine schedule, else 0.9.
+      nesterov: ``"search"`` (spec §2.5) or ``"keras"`` (the final code, spec §7.2).
+      flip: step along +U instead of -U (spec §3).
+      seed: seed of the generator that draws dropout masks.
+      compile: run the step through ``torch.compile`` (falls back to eager on failure).
+      layout: ``"foreach"`` or ``"flat"`` (see :mod:`nos.backend_torch`).
+      grammar: grammar of a textual candidate.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        candidate: Candidate | str,
+        lr: float = 1e-3,
+        *,
+        total_steps: int | None = None,
+        warmup: int = 0,
+        hold: int = 0,
+        schedule: str | None = None,
+        momentum: float | str | None = None,
+        nesterov: str | None = None,
+        flip: bool = False,
+        seed: int = 0,
+        compile: bool = False,
+        layout: str = DEFAULT_LAYOUT,
+        grammar: str = "morgan2024",
+    ) -> None:
+        cand = candidate
+        if isinstance(cand, str) and cand.strip().startswith("zoo:"):
+            from nos import zoo
+
+            cand = zoo.get(cand.strip().removeprefix("zoo:"))
+        cand = resolve_candidate(cand, grammar)
+        options = dict(getattr(cand, "options", {}) or {})
+        schedule = schedule or options.get("schedule") or (
+            "cosine" if total_steps is not None else "constant")
+        if momentum is None:
+            momentum = options.get("momentum", "cyclic" if schedule == "cosine" else 0.9)
+        nesterov = nesterov or options.get("nesterov", "search")
+        if not (isinstance(lr, int | float) and lr >= 0 and math.isfinite(lr)):
+            raise NosError(f"invalid learning rate: {lr}")
+        if schedule not in _SCHEDULES:
+            raise NosError(f"unknown schedule {schedule!r}; expected cosine or constant")
+        if layout not in LAYOUTS:
+            raise NosError(f"unknown layout {layout!r}; expected foreach or flat")
+        if nesterov not in ("search", "keras"):
+            raise NosError(f"unknown Nesterov form {nesterov!r}; expected search or keras")
+        if isinstance(momentum, str) and momentum != "cyclic":
+            raise NosError(f"momentum must be 'cyclic' or a number, got {momentum!r}")
+        self.candidate = cand
+        self.nesterov = nesterov
+        self.layout = layout
+        self.compile = compile
+        self._needs_horizon = _reads_progress(cand)
+        self._torch_fns = compile_phenotype(cand.phenotype, "torch")
+        self._numpy_fns = compile_phenotype(cand.phenotype, "numpy")
+        self._seed = seed
+        self._generators: dict[str, torch.Generator] = {}
+        self._nonfinite: dict[str, torch.Tensor] = {}
+        self._runtimes: dict[int, TorchRuntime] = {}
+        self._flat: dict[int, tuple[tuple[int, ...], dict[str, torch.Tensor]]] = {}
+        self._step_fn: Callable[..., torch.Tensor] | None = None
+        defaults = {"lr": lr, "total_steps": total_steps, "warmup": warmup, "hold": hold,
+                    "schedule": schedule, "momentum": momentum, "flip": flip}
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            self._validate(group)
+
+    # ------------------------------------------------------------------ configuration
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        param_group.setdefault("step", 0)
+        if hasattr(self, "_needs_horizon"):  # groups added after construction
+            self._validate(param_group)
+
+    def _validate(self, group: dict[str, Any]) -> None:
+        total = group["total_steps"]
+        needs = []
+        if group["schedule"] == "cosine":
+            needs.append("the cosine LR schedule")
+        if self._needs_horizon:
+            needs.append("its decays or LR-schedule gene")
+        if group["momentum"] == "cyclic" and self.candidate.momentum.value != "none":
+            needs.append("cyclic momentum")
+        if total is None:
+            if needs:
+                raise NosError(f"candidate '{self.candidate}' needs total_steps for "
+                               f"{' and '.join(needs)}")
+            return
+        if isinstance(total, bool) or not isinstance(total, int) or total < 1:
+            raise NosError(f"total_steps must be a positive integer, got {total!r}")
+        w, h = group["warmup"], group["hold"]
+        if group["schedule"] == "cosine" or group["momentum"] == "cyclic":
+            if not (isinstance(w, int) and isinstance(h, int) and 0 <= w and 0 <= h
+                    and w + h < total):
+                raise NosError(f"need 0 <= warmup, 0 <= hold and warmup + hold < "
+                               f"total_steps; got warmup={w}, hold={h}, total_steps={total}")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("step", 0)
+
+    # ------------------------------------------------------------------------- state
+
+    @property
+    def nonfinite(self) -> bool:
+        """Whether any step so far produced a NaN or inf (reads the device flag)."""
+        return any(bool(flag) for flag in self._nonfinite.values())
+
+    def _flag(self, device: torch.device) -> torch.Tensor:
+        key = str(device)
+        flag = self._nonfinite.get(key)
+        if flag is None:
+            flag = self._nonfinite[key] = torch.zeros((), dtype=torch.bool, device=device)
+        return flag
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The dropout-mask generator of a device (seeded from ``seed`` and the device)."""
+        key = str(device)
+        gen = self._generators.get(key)
+        if gen is None:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(self._seed)
+            self._generators[key] = gen
+        return gen
+
+    def state_dict(self) -> dict[str, Any]:
+        out = super().state_dict()
+        out["nos"] = {
+            "generators": {k: g.get_state() for k, g in self._generators.items()},
+            "nonfinite": self.nonfinite,
+            "candidate": self.candidate.text,
+        }
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("nos", None)
+        super().load_state_dict(state_dict)
+        self._flat.clear()  # flat buffers are rebuilt from the loaded per-tensor state
+        if extra is not None:
+            for key, gen_state in extra.get("generators", {}).items():
+                gen = torch.Generator(device=key)
+                gen.set_state(gen_state.cpu() if isinstance(gen_state, torch.Tensor)
+                              else gen_state)
+                self._generators[key] = gen
+            if extra.get("nonfinite"):
+                self._nonfinite["cpu"] = torch.ones((), dtype=torch.bool)
+
+    # -------------------------------------------------------------------------- step
+
+    def _scalars(self, group: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+        t = group["step"]
+        total = group["total_steps"]
+        # past the horizon the schedules hold their last step (the reference would index
+        # past the end of its precomputed arrays)
+        tc = min(t, total - 1) if total is not None else t
+        tau = tc / total if total is not None else 0.0
+        inv_t = 1.0 / total if total is not None else 0.0
+        if group["schedule"] == "cosine":
+            eta = float(base_lr(tc, group["lr"], group["warmup"], total, group["hold"]))
+        else:
+            eta = float(group["lr"])
+        if not self._numpy_fns.lr_is_one:
+            with np.errstate(all="ignore"):
+                eta *= float(self._numpy_fns.lr(tau, inv_t, _NP_RT))
+        eta = eta if group["flip"] else -eta
+        mu = group["momentum"]
+        if mu == "cyclic":
+            mu = (float(cyclic_momentum(tc, group["warmup"], total, group["hold"]))
+                  if total is not None else 0.0)
+        values = torch.tensor([tc, tau, inv_t, eta, float(mu)], dtype=torch.float64)
+        if device.type != "cpu":
+            values = values.to(device, non_blocking=True)
+        return dict(zip(("t", "tau", "inv_T", "eta", "mu"), values.unbind(), strict=True))
+
+    def _function(self) -> Callable[..., torch.Tensor]:
+        if self._step_fn is None:
+            from nos.keys import canonical_key
+
+            self._step_fn = group_step(
+                self._torch_fns, self.candidate.momentum.value, nesterov=self.nesterov,
+                layout=self.layout, compile=self.compile,
+                key=canonical_key(self.candidate) if self.compile else None)
+        return self._step_fn
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimizer step for every group; returns ``closure()`` when given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        fn = self._function()
+        for gi, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            if self.layout == "flat":
+                params = list(group["params"])
+            if not params:
+                continue
+            for p in params:
+                if p.grad is not None and p.grad.is_sparse:
+                    raise NosError("SymbolicOptimizer does not support sparse gradients")
+            device = params[0].device
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            sc = self._scalars(group, device)
+            rt = self._runtime(gi, params, device)
+            if self.layout == "flat":
+                state, mom = self._flat_state(gi, params, grads, rt)
+            else:
+                state, mom = self._list_state(params, grads, rt)
+            rt.noise = self._noise(params, device)
+            flag = fn(params, grads, state, mom, sc, rt)
+            self._flag(device).logical_or_(flag)
+            group["step"] += 1
+        return loss
+
+    def _runtime(self, gi: int, params: list[torch.Tensor], device: torch.device
+                 ) -> TorchRuntime:
+        rt = self._runtimes.get(gi)
+        if rt is None:
+            sizes = [p.numel() for p in params] if self.layout == "flat" else None
+            rt = self._runtimes[gi] = TorchRuntime(sizes, device)
+        return rt
+
+    def _noise(self, params: list[torch.Tensor], device: torch.device) -> dict[str, Any]:
+        slots = [name for name, kind in self._torch_fns.slots if kind == "random"]
+        if not slots:
+            return {}
+        gen = self.generator(device)
+        if self.layout == "flat":
+            n = sum(p.numel() for p in params)
+            return {s: torch.rand(n, generator=gen, dtype=params[0].dtype, device=device)
+                    for s in slots}
+        return {s: [torch.rand(p.shape, generator=gen, dtype=p.dtype, device=device)
+                    for p in params] for s in slots}
+
+    def _state_keys(self, grads: Any, rt: TorchRuntime) -> list[str]:
+        return list(self._torch_fns.init_state(grads, rt))
+
+    def _list_state(self, params: list[torch.Tensor], grads: list[torch.Tensor],
+                    rt: TorchRuntime) -> tuple[dict[str, list[torch.Tensor]], Any]:
+        first = self.state[params[0]]
+        if not first:  # lazily created, as torch optimizers do
+            init = self._torch_fns.init_state(FList(grads), rt)
+            for i, p in enumerate(params):
+                st = self.state[p]
+                for k, v in init.items():
+                    st[k] = v.ts[i]
+                if self.candidate.momentum.value != "none":
+                    st["momentum_buffer"] = torch.zeros_like(p)
+        keys = [k for k in first if k != "momentum_buffer"] if first else []
+        for p in params:  # parameters that got a gradient for the first time
+            if not self.state[p]:
+                for k in keys:
+                    self.state[p][k] = torch.zeros_like(p)
+                if self.candidate.momentum.value != "none":
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        state = {k: [self.state[p][k] for p in params] for k in keys}
+        mom = ([self.state[p]["momentum_buffer"] for p in params]
+               if self.candidate.momentum.value != "none" else None)
+        return state, mom
+
+    def _flat_state(self, gi: int, params: list[torch.Tensor], grads: list[torch.Tensor],
+                    rt: TorchRuntime) -> tuple[dict[str, torch.Tensor], Any]:
+        ids = tuple(id(p) for p in params)
+        hit = self._flat.get(gi)
+        if hit is None or hit[0] != ids:
+            first = self.state[params[0]]
+            if first:  # rebuild the flat buffers from per-tensor state (after a load)
+                keys = list(first)
+                bufs = {k: torch.cat([self.state[p][k].reshape(-1) for p in params])
+                        for k in keys}
+            else:
+                g = torch.cat([x.reshape(-1) for x in grads])
+                bufs = dict(self._torch_fns.init_state(g, rt))
+                if self.candidate.momentum.value != "none":
+                    bufs["momentum_buffer"] = torch.zeros_like(g)
+            sizes = [p.numel() for p in params]
+            for k, buf in bufs.items():  # per-tensor views, so state_dict is the usual one
+                for p, piece in zip(params, torch.split(buf, sizes), strict=True):
+                    self.state[p][k] = piece.view_as(p)
+            hit = self._flat[gi] = (ids, bufs)
+        bufs = dict(hit[1])
+        mom = bufs.pop("momentum_buffer", None)
+        return bufs, mom
