@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from nos.emit import NUMPY_TEMPLATES, Compiled, register_backend
+from nos.emit import Compiled, register_backend
 
 __all__ = [
     "DEFAULT_LAYOUT",

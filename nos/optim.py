@@ -163,11 +163,11 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         if isinstance(total, bool) or not isinstance(total, int) or total < 1:
             raise NosError(f"total_steps must be a positive integer, got {total!r}")
         w, h = group["warmup"], group["hold"]
-        if group["schedule"] == "cosine" or group["momentum"] == "cyclic":
-            if not (isinstance(w, int) and isinstance(h, int) and 0 <= w and 0 <= h
-                    and w + h < total):
-                raise NosError(f"need 0 <= warmup, 0 <= hold and warmup + hold < "
-                               f"total_steps; got warmup={w}, hold={h}, total_steps={total}")
+        bad = not (isinstance(w, int) and isinstance(h, int) and w >= 0 and h >= 0
+                   and w + h < total)
+        if bad and (group["schedule"] == "cosine" or group["momentum"] == "cyclic"):
+            raise NosError(f"need 0 <= warmup, 0 <= hold and warmup + hold < total_steps; "
+                           f"got warmup={w}, hold={h}, total_steps={total}")
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
