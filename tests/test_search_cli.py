@@ -56,6 +56,22 @@ def test_search_runs_show(capsys, tmp_path):
     code, out, _ = run(capsys, "search", "--resume", "demo", "--root", tmp_path)
     assert code == 0 and "already ended" in out
 
+    # seeding the initial population from that run and from an imported log
+    winner = shown["hall_of_fame"][0]["candidate"]
+    log = tmp_path / "imported.jsonl"
+    log.write_text(json.dumps({"canonical": "none ~ sign(g)", "val_acc": 0.8, "failed": False})
+                   + "\n" + json.dumps({"canonical": None, "val_acc": None, "failed": True})
+                   + "\n")
+    code, _, err = run(capsys, "search", *SHAPE, "--executor", "serial", "--name", "seeded",
+                       "--root", tmp_path, "--seed-from", f"{log},demo")
+    assert code == 0, err
+    inits = [r for r in load_run("seeded", tmp_path).evals if r["stage"] == "init"]
+    assert inits[0]["candidate"] == "none ~ sign(g)" and inits[0]["mutation"] == "seed"
+    assert inits[1]["candidate"] == winner and inits[1]["mutation"] == "seed"
+    assert all(r["mutation"] == "seed" for r in inits)  # 9 seeds fill the population
+    code, _, err = run(capsys, "search", *SHAPE, "--root", tmp_path, "--seed-from", "nowhere")
+    assert code == 1 and "neither zoo:NAME" in err
+
 
 @pytest.mark.parametrize("argv, message", [
     (["show", "nope"], "no run named"),

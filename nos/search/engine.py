@@ -24,6 +24,10 @@ deterministic whatever the parallelism:
   a particle also rejects children that compute what it has already seen (same
   fingerprint), not only the same text.
 
+All of the driver's randomness is in these ``random.Random`` objects (their states are in
+the checkpoints, :meth:`ParticleGA.state`); it draws nothing from numpy or torch, whose
+generators live in the workers and are seeded from each job's seeds.
+
 The cheap and the full fitness are stages ``init`` and ``full``; ``rescore`` re-evaluates
 the final top-k with more seeds. A failed evaluation scores :data:`FAILED` (spec §4.3:
 -1) for selection; in the initial population it scores 0, as in the reference (§4.2).
