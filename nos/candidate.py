@@ -361,9 +361,14 @@ def parse(text: str, grammar: Grammar) -> Candidate:
 
     The canonical reader is tried first; if it fails and the grammar has ``ref`` spellings,
     the reference reader (:func:`nos.refparse.parse_reference`) is tried. The error of the
-    reader that got further is reported.
+    reader that got further is reported. ``zoo:NAME`` is the zoo's entry (in its own
+    grammar, see :mod:`nos.zoo`).
     """
     _check_size(text)
+    if text.strip().startswith("zoo:"):
+        from nos.zoo import get  # the zoo imports this module
+
+        return get(text.strip().removeprefix("zoo:"))
     try:
         return parse_canonical(text, grammar)
     except CandidateError as first:

@@ -50,7 +50,7 @@ SYM: dict[str, sympy.Symbol] = {
 }
 for _i in range(1, 15):
     SYM[f"a{_i}"] = sympy.Symbol(f"a{_i}", real=True)
-SYM["a14f"] = sympy.Symbol("a14f", real=True)
+SYM["a14f_dsoft"] = sympy.Symbol("a14f_dsoft", real=True)
 
 #: The three moment estimates: raw EMA symbol, bias-corrected symbol, power of g averaged.
 MOMENTS: dict[str, tuple[str, str, int]] = {
@@ -358,7 +358,10 @@ BASES: dict[str, Base] = {
         Base("a12", 1 - Rational(1, 100) ** _tau, "1 - 0.01^τ (exponential increase)"),
         Base("a13", _a13, "β_d/((1-β0) + β_d), β_d = β0(1 - τ - 1/T), β0 = 0.95 (Demon)"),
         Base("a14", _B0 - _a13, "β0 - a13 (the search code's definition)"),
-        Base("a14f", (_B0 - _beta_d) / ((1 - _B0) + _beta_d),
-             "(β0 - β_d)/((1-β0) + β_d), 0 -> 19 (the final code's a14, spec §2.6)"),
+        # The final code's a14 = (β0 - β_d)/((1-β0) + β_d) runs 0 -> 19, outside the [0, 1]
+        # of a decay base; its only use (LR schedule 2, spec §7.4) is dsoft(a14) =
+        # 1/(1 + a14), which is exactly this base.
+        Base("a14f_dsoft", (1 - _B0) + _beta_d,
+             "1/(1 + a14') = (1-β0) + β_d, a14' the final code's a14 (spec §2.6, §7.4)"),
     )
 }
