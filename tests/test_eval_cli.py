@@ -62,8 +62,6 @@ def test_eval_torch_baselines_on_digits(tmp_path: Path, capsys):
 
 
 def test_eval_zoo_optimizers_on_digits(tmp_path: Path, capsys):
-    pytest.importorskip("nos.optim")
-    pytest.importorskip("nos.zoo")
     names = ["zoo:adam", "zoo:sgd", "zoo:opt10"]
     rc, out, err = _run(capsys, *names, "--task", "digits", "--seeds", "2",
                         "--out", str(tmp_path), *SMALL)
