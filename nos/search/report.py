@@ -51,7 +51,8 @@ def hall_of_fame(records: Iterable[Record], k: int = 10) -> list[Record]:
     A fingerprint's fitness is the mean over its evaluations (one each with global dedup);
     its representative is its smallest member (then by key). Candidates re-scored with
     more seeds rank first, by the re-scored mean; then the rest by search fitness. Ties
-    break by key, so the order is a function of the records' content, not their order.
+    go to the smaller tree, then by key, so the order is a function of the records'
+    content, not their order.
     """
     evals = _evals(records)
     stage = _ranked_stage(evals)
@@ -72,7 +73,7 @@ def hall_of_fame(records: Iterable[Record], k: int = 10) -> list[Record]:
             "rescore_per_seed": again.get("fitness_per_seed") if again else None,
         })
     rows.sort(key=lambda row: (row["rescore"] is None, -(row["rescore"] or row["fitness"]),
-                               -row["fitness"], str(row["key"])))
+                               -row["fitness"], int(row["size"] or 0), str(row["key"])))
     for rank, row in enumerate(rows[:k], 1):
         row["rank"] = rank
     return rows[:k]
