@@ -399,17 +399,17 @@ class TorchRuntime:
 
 
 def _finite_flag(delta: Any) -> torch.Tensor:
-    """True when the step has a NaN or inf. An L1 norm over 3e38 (float32) counts too:
-    only a divergent step gets there."""
+    """True when the step has a NaN or inf. A sum beyond the dtype's range counts too:
+    only a divergent step gets there. (A plain sum fuses into the compiled step.)"""
     if isinstance(delta, FList):
-        norms = torch._foreach_norm(delta.ts, 1)
-        total = torch.stack([n.float() for n in norms]).sum() if len(norms) > 1 else norms[0]
+        sums = [d.sum(dtype=torch.float64) for d in delta.ts]
+        total = torch.stack(sums).sum() if len(sums) > 1 else sums[0]
         return ~torch.isfinite(total)
-    return ~torch.isfinite(torch.linalg.vector_norm(delta, 1))
+    return ~torch.isfinite(delta.sum(dtype=torch.float64))
 
 
-def _make_step(c: Compiled, momentum: str, nesterov: str, layout: str
-               ) -> Callable[..., torch.Tensor]:
+def _make_step(c: Compiled, momentum: str, nesterov: str, layout: str,
+               per_tensor: bool = False) -> Callable[..., torch.Tensor]:
     """The whole-group step of one candidate (see the module docstring).
 
     Arguments of the returned function: ``params`` and ``grads`` (lists of tensors),
@@ -417,43 +417,57 @@ def _make_step(c: Compiled, momentum: str, nesterov: str, layout: str
     momentum buffers in the same form, or ``None``), ``sc`` (0-d tensors ``t``, ``tau``,
     ``inv_T``, ``eta``, ``mu``), ``rt``. It updates params, state and mom in place and
     returns the non-finite flag (a 0-d bool tensor).
+
+    ``per_tensor`` (foreach layout only) runs the update once per tensor instead of on an
+    FList: the form ``torch.compile`` traces (its graph is the same whole-group kernel).
     """
     update, reads_w = c.update, c.reads_w
+
+    def direction(g: Any, w: Any, st: dict[str, Any], sc: dict[str, torch.Tensor],
+                  rt: TorchRuntime, mom: Any) -> Any:
+        """delta = the weight change; updates the momentum buffer in place."""
+        u = update(g, w, st, sc["t"], sc["tau"], sc["inv_T"], rt)
+        step_ = u * sc["eta"]
+        if momentum == "none":
+            return step_
+        new_m = mom * sc["mu"] + step_
+        if isinstance(mom, FList):
+            torch._foreach_copy_(mom.ts, new_m.ts)
+        else:
+            mom.copy_(new_m)
+        if momentum == "mom":
+            return new_m
+        if nesterov == "keras":
+            return new_m * sc["mu"] + step_
+        return new_m + step_
 
     def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: dict[str, Any],
              mom: Any, sc: dict[str, torch.Tensor], rt: TorchRuntime) -> torch.Tensor:
         if layout == "flat":
             g = torch.cat([x.reshape(-1) for x in grads])
             w = torch.cat([p.reshape(-1) for p in params]) if reads_w else g
-            st = dict(state)
-        else:
-            g = FList(grads)
-            w = FList(params) if reads_w else g
-            st = {k: FList(v) for k, v in state.items()}
-        u = update(g, w, st, sc["t"], sc["tau"], sc["inv_T"], rt)
-        step_ = u * sc["eta"]
-        if momentum == "none":
-            delta = step_
-        else:
-            m = FList(mom) if layout != "flat" else mom
-            new_m = m * sc["mu"] + step_
-            if layout == "flat":
-                m.copy_(new_m)
-            else:
-                torch._foreach_copy_(m.ts, new_m.ts)
-            if momentum == "mom":
-                delta = new_m
-            elif nesterov == "keras":
-                delta = new_m * sc["mu"] + step_
-            else:
-                delta = new_m + step_
-        if layout == "flat":
+            delta = direction(g, w, dict(state), sc, rt, mom)
             pieces = torch.split(delta, [p.numel() for p in params])
             torch._foreach_add_(params, [d.view_as(p) for d, p in zip(pieces, params,
                                                                        strict=True)])
-        else:
+            return _finite_flag(delta)
+        if not per_tensor:
+            g = FList(grads)
+            delta = direction(g, FList(params) if reads_w else g,
+                              {k: FList(v) for k, v in state.items()}, sc, rt,
+                              FList(mom) if mom is not None else None)
             torch._foreach_add_(params, delta.ts)
-        return _finite_flag(delta)
+            return _finite_flag(delta)
+        noise = rt.noise
+        deltas = []
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            rt.noise = {k: v[i] for k, v in noise.items()}
+            deltas.append(direction(g, p if reads_w else g,
+                                    {k: v[i] for k, v in state.items()}, sc, rt,
+                                    mom[i] if mom is not None else None))
+        rt.noise = noise
+        torch._foreach_add_(params, deltas)
+        return _finite_flag(FList(deltas))
 
     return step
 
@@ -482,18 +496,19 @@ def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
     eager = _make_step(c, momentum, nesterov, layout)
     if not compile:
         return eager
+    traced = _make_step(c, momentum, nesterov, layout, per_tensor=True)
     cache_key = (key if key is not None else id(c), momentum, nesterov, layout)
     with _lock:
         hit = _compiled.get(cache_key)
         if hit is None:
-            hit = _with_fallback(eager, cache_key)
+            hit = _with_fallback(traced, eager, cache_key)
             _compiled[cache_key] = hit
     return hit
 
 
-def _with_fallback(eager: Callable[..., torch.Tensor], cache_key: tuple
-                   ) -> Callable[..., torch.Tensor]:
-    fast = torch.compile(eager, fullgraph=True, dynamic=False)
+def _with_fallback(traced: Callable[..., torch.Tensor], eager: Callable[..., torch.Tensor],
+                   cache_key: tuple) -> Callable[..., torch.Tensor]:
+    fast = torch.compile(traced, fullgraph=True, dynamic=False)
     state = {"fn": fast}
 
     @functools.wraps(eager)
@@ -502,7 +517,11 @@ def _with_fallback(eager: Callable[..., torch.Tensor], cache_key: tuple
         if fn is eager:
             return eager(*args)
         try:
-            return fn(*args)
+            with warnings.catch_warnings():
+                # torch's compiler stack still calls a deprecated torch.jit API internally
+                warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                        message=r"`torch\.jit\.script_method` is deprecated")
+                return fn(*args)
         except Exception as exc:  # any compiler failure: the eager step is still correct
             state["fn"] = eager
             _failed.add(cache_key)
