@@ -114,11 +114,11 @@ EXPORT_TEMPLATES: dict[str, str] = {
     "literal_arg": "g.new_tensor({0})",
     "inf": "torch.inf",
     "nan": "torch.nan",
-    "ema": ("{n} = state[{slot!r}].mul_(0.95).add_(0.05 * {0})\n"
+    "ema": ("{n} = state[{slot!r}].mul_(0.95).add_({0}, alpha=0.05)\n"
             "{out} = {n} / (1.0 - 0.95 ** (t + 1))"),
     "delta": "{n} = state[{slot!r}].neg_().add_({0})\n{out} = {n}",
     "max_state": "{n} = torch.maximum(state[{slot!r}], {0}, out=state[{slot!r}])\n{out} = {n}",
-    "moment": "{raw} = state[{raw!r}].mul_({beta}).add_({one_minus} * {src})",
+    "moment": "{raw} = state[{raw!r}].mul_({beta}).add_({src}, alpha={one_minus})",
     "moment_hat": "{hat} = {raw} / (1.0 - {beta} ** (t + 1))",
 }
 register_backend("torch_export", EXPORT_TEMPLATES)
@@ -370,7 +370,7 @@ class TorchRuntime:
             else:
                 torch._foreach_add_(state.ts, _scalar_like(one_minus * x, state.ts[0]))
             return state
-        return state.mul_(beta).add_(one_minus * x)
+        return state.mul_(beta).add_(x, alpha=one_minus)
 
     @staticmethod
     def delta_(state: Any, x: Any) -> Any:

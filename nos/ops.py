@@ -77,9 +77,11 @@ class NosFunction(sympy.Function):
     state: str | None = None
     latex: str = ""
 
-    def _latex(self, printer) -> str:
+    def _latex(self, printer, exp: str | None = None) -> str:
         args = ", ".join(printer._print(a) for a in self.args)
-        return rf"\operatorname{{{self.latex or self.op}}}\left({args}\right)"
+        out = rf"\operatorname{{{self.latex or self.op}}}\left({args}\right)"
+        # sympy asks for f(x)^n through ``exp``
+        return rf"{out}^{{{exp}}}" if exp is not None else out
 
     def _eval_is_extended_real(self) -> bool:
         # every op maps reals to reals (possibly ±inf); saying so keeps sympy from wrapping
