@@ -13,8 +13,8 @@ the same emitter as searched candidates (``SymbolicOptimizer``, ``nos export``):
 Where the reference code has a bug (spec §7, §9.2) an entry implements the intended
 behaviour and a ``-faithful`` entry keeps the reference's; :data:`DEVIATIONS` lists every
 difference from the reference code. Entries carry optimizer defaults in ``options``
-(Opt9/Opt10 step with the final code's Nesterov form; torch's SGD, Adam and friends use a
-constant learning rate and momentum).
+(Opt9/Opt10 step with the final code's Nesterov form; SGD with momentum and Nesterov use
+torch's constant momentum 0.9).
 
 This module is symbolic (no torch), so ``nos zoo`` and ``nos inspect zoo:NAME`` stay light.
 """
@@ -76,7 +76,8 @@ _LR = {
 _RHO = _LR[0]  # Opt4-Opt6's LR multiplier is schedule 0 (spec §7.1)
 _FINAL = "Morgan & Hougen 2024, finalOptimizers.py"
 _KERAS_NEST = {"nesterov": "keras"}
-_TORCH = {"schedule": "constant"}
+# torch.optim's constant momentum; the schedule follows total_steps as for any candidate
+_TORCH: dict[str, Any] = {}
 
 
 def _final(name: str, text: str, source: str, note: str = "", **kw: Any) -> ZooEntry:
