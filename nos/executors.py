@@ -121,13 +121,19 @@ def _limit_threads() -> None:
 
 
 class SerialExecutor:
-    """Runs jobs one at a time in the calling process (tests, debugging, 1-core machines)."""
+    """Runs jobs one at a time in the calling process (tests, debugging, 1-core machines).
+
+    Like a worker, a job runs on ``threads`` torch threads (default 1; ``None`` leaves the
+    process's setting alone); the process's own setting is restored after each job (a job
+    that imports torch leaves it at ``threads``).
+    """
 
     workers = 1
 
-    def __init__(self, function: str | JobFunction):
+    def __init__(self, function: str | JobFunction, threads: int | None = 1):
         self._fn = resolve_function(function) if isinstance(function, str) else function
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._threads = threads
 
     def submit(self, job_id: str, payload: dict[str, Any],
                timeout_s: float | None = None) -> None:
@@ -142,10 +148,19 @@ class SerialExecutor:
             return []
         job_id, payload = self._queue.popleft()
         started, t0 = time.time(), time.monotonic()
+        torch = sys.modules.get("torch") if self._threads else None
+        before = torch.get_num_threads() if torch is not None else None
+        if torch is not None:
+            torch.set_num_threads(self._threads)
         try:
             result = self._fn(payload)
         except Exception as exc:  # the candidate's failure, recorded; the search goes on
             result = _exception_result(exc)
+        finally:
+            if before is not None:
+                torch.set_num_threads(before)
+            elif self._threads and "torch" in sys.modules:  # the job imported torch
+                sys.modules["torch"].set_num_threads(self._threads)
         return [Outcome(job_id, result, "serial", time.monotonic() - t0, started)]
 
     def close(self) -> None:
