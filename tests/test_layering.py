@@ -8,7 +8,8 @@ import sys
 SYMBOLIC = [
     "nos", "nos.ops", "nos.grammar", "nos.candidate", "nos.phenotype", "nos.refparse",
     "nos.logs", "nos.sample", "nos.mutate", "nos.emit", "nos.schedules", "nos.check",
-    "nos.keys", "nos.display", "nos.cli",
+    "nos.keys", "nos.display", "nos.cli", "nos.store", "nos.executors", "nos.search",
+    "nos.search.config", "nos.search.engine", "nos.search.driver", "nos.search.report",
 ]
 
 
