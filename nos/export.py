@@ -134,7 +134,7 @@ class {cls}(torch.optim.Optimizer):
 
     def __init__(self, params, lr=1e-3, total_steps=None, warmup=0, hold=0,
                  schedule={schedule!r}, momentum={momentum!r}, nesterov={nesterov!r},
-                 flip=False, seed=0):
+                 flip={flip!r}, seed=0):
         if schedule is None:
             schedule = "cosine" if total_steps is not None else "constant"
         if momentum is None:
@@ -237,7 +237,7 @@ def render_module(candidate: Candidate, name: str | None = None, *,
     """The source of a standalone module defining the optimizer class ``name``.
 
     ``options`` (default: a zoo candidate's own) sets the class's default ``schedule``,
-    ``momentum`` and ``nesterov``.
+    ``momentum``, ``nesterov`` and ``flip`` (the sign the integrity check chose).
     """
     cls = name or class_name_for(candidate)
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cls):
@@ -270,7 +270,8 @@ def render_module(candidate: Candidate, name: str | None = None, *,
         + update.replace("\n", "\n", 1) + "\n\n" + init + "\n\n" + lr
         + _CLASS.format(cls=cls, doc=doc, schedule=opts.get("schedule"),
                         momentum=opts.get("momentum"),
-                        nesterov=opts.get("nesterov", "search"))
+                        nesterov=opts.get("nesterov", "search"),
+                        flip=bool(opts.get("flip", False)))
     )
     module = re.sub(r"\n{4,}", "\n\n\n", module)
     return module

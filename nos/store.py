@@ -54,6 +54,7 @@ __all__ = [
     "candidate_at_rank",
     "list_runs",
     "load_run",
+    "ranked_entry",
     "resolve_run",
     "to_toml",
 ]
@@ -263,6 +264,12 @@ def candidate_at_rank(run: str | Path, rank: int = 1, root: str | Path = DEFAULT
 
     This is the hook of ``nos export RUN --rank K``: rank as in ``nos show``'s hall of fame.
     """
+    return ranked_entry(run, rank, root)[0]
+
+
+def ranked_entry(run: str | Path, rank: int = 1,
+                 root: str | Path = DEFAULT_ROOT) -> tuple[Any, dict[str, Any]]:
+    """The ``rank``-th best candidate of a run and its hall-of-fame row (fitness, flip, ...)."""
     from nos.candidate import parse
     from nos.search.report import hall_of_fame
 
@@ -272,7 +279,8 @@ def candidate_at_rank(run: str | Path, rank: int = 1, root: str | Path = DEFAULT
     hof = hall_of_fame(data.records, rank)
     if len(hof) < rank:
         raise NosError(f"run {data.name} has {len(hof)} ranked candidate(s), no rank {rank}")
-    return parse(hof[rank - 1]["candidate"], data.grammar())
+    row = hof[rank - 1]
+    return parse(row["candidate"], data.grammar()), row
 
 
 # ------------------------------------------------------------------------------ writing

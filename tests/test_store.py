@@ -117,3 +117,23 @@ def test_list_runs_and_rank(tmp_path):
     assert candidate_at_rank(tmp_path / "a", 2).text == "none ~ g"
     with pytest.raises(NosError, match="no rank 3"):
         candidate_at_rank("a", 3, tmp_path)
+
+
+def test_export_by_rank_keeps_the_flip(tmp_path, capsys):
+    from nos.cli import main
+
+    store = make(tmp_path, "a")
+    flipped = evaluation(0, 0.9, "none ~ neg(g)", fp="x")
+    flipped["flip"] = True
+    store.append(flipped)
+    store.append(evaluation(1, 0.5, "none ~ g", fp="y"))
+    store.close()
+    out = tmp_path / "best.py"
+    argv = ["export", "a", "--rank", "1", "--root", str(tmp_path), "-o", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "flip=True" in text and "U = -g" in text
+    assert main([*argv[:3], "2", *argv[4:], "--force"]) == 0
+    assert "flip=False" in out.read_text()
+    assert main([*argv[:3], "3", *argv[4:], "--force"]) == 1
+    assert "no rank 3" in capsys.readouterr().err

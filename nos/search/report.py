@@ -68,6 +68,7 @@ def hall_of_fame(records: Iterable[Record], k: int = 10) -> list[Record]:
         rows.append({
             "candidate": rep["candidate"], "key": rep.get("key"), "fingerprint": fp,
             "size": rep.get("size"), "fitness": round(fitness, 6), "stage": stage,
+            "flip": bool(rep.get("flip")),
             "evaluations": len(group), "origin": rep.get("origin"),
             "rescore": again.get("fitness") if again else None,
             "rescore_per_seed": again.get("fitness_per_seed") if again else None,
