@@ -27,3 +27,14 @@ def reference_log() -> Path:
     if not REFERENCE_LOG.exists():
         pytest.skip("reference log not found beside the checkout (../shared/reference)")
     return REFERENCE_LOG
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: two threads fighting over this machine's two cores run ~60x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

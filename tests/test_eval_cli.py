@@ -18,12 +18,7 @@ SMALL = ["--set", "sweep_steps=3", "--set", "final_steps=3", "--set", "final_epo
          "--set", "warmup=12", "--set", "total_steps=18"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

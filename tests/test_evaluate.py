@@ -30,12 +30,7 @@ TINY = {"sweep_steps": 3, "final_steps": 3, "final_epochs": 6, "warmup": 12,
         "total_steps": 18}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class FakeTrainer:

@@ -12,13 +12,7 @@ torch = pytest.importorskip("torch")
 from nos.data import DataError  # noqa: E402
 from nos.tasks import TASKS, BatchOrder, load_task, worker_init  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write_tiny_cifar_bin(root: Path, per_file: int = 4) -> Path:

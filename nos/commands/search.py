@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from nos.commands.common import positive_int
+from nos.commands.common import nonnegative_int, positive_int
 from nos.errors import NosError
 
 #: The small default search: 30 initial candidates, 5 particles x 4 steps x 6 children.
@@ -26,16 +26,6 @@ _SEARCH_FLAGS = ("grammar", "task", "preset", "init_preset", "strategy", "partic
                  "children", "init_factor", "tries", "budget", "seed", "no_dedup", "elitist",
                  "no_reeval", "seed_from", "rescore_top", "rescore_seeds", "eval_seeds",
                  "timeout", "fake")
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -82,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
       help="skip the full-fitness re-evaluation of each starting particle")
     a("--seed-from", help="comma list of seeds for the initial population: zoo:NAME, an "
       "imported log (.jsonl) or a run")
-    a("--rescore-top", type=_nonneg_int, help="re-score the final top k with more seeds (0)")
+    a("--rescore-top", type=nonnegative_int, help="re-score the final top k with more seeds (0)")
     a("--rescore-seeds", type=positive_int, help="seeds of the re-scoring (5)")
     a("--eval-seeds", type=positive_int, help="seeds per evaluation during the search (1)")
     a("--timeout", type=_positive_float, help="seconds per evaluation (900)")
