@@ -40,14 +40,16 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
-from nos.emit import Compiled, register_backend
+from nos.emit import Compiled, NumpyRuntime, register_backend
 
 __all__ = [
     "DEFAULT_LAYOUT",
@@ -67,6 +69,7 @@ DEFAULT_LAYOUT = "foreach"
 NESTEROV_FORMS = ("search", "keras")
 
 log = logging.getLogger(__name__)
+_NP = NumpyRuntime  # numpy spellings of the elementwise functions, for scalar operands
 
 # ------------------------------------------------------------------------ spelling tables
 
@@ -142,6 +145,8 @@ class FList:
     """
 
     __slots__ = ("ts",)
+    # numpy scalars (tau, 1/T in eager steps) then defer to the reflected operators below
+    __array_ufunc__ = None
 
     def __init__(self, ts: Sequence[torch.Tensor]):
         self.ts = list(ts)
@@ -202,25 +207,47 @@ class FList:
         return FList(torch._foreach_pow(other, self.ts))
 
 
+def _is_number(x: Any) -> bool:
+    return not isinstance(x, torch.Tensor | FList)
+
+
 def _map(x: Any, one: Callable[[torch.Tensor], torch.Tensor],
-         many: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None) -> Any:
-    """Apply a unary torch function to a tensor, an FList or a Python number."""
+         many: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+         number: Callable[[Any], Any] | None = None) -> Any:
+    """Apply a unary function to a tensor, an FList or a number (with numpy's function,
+    ``number``, so that scalar sub-expressions of tau cost no tensor op)."""
     if isinstance(x, FList):
         return FList(many(x.ts) if many is not None else [one(a) for a in x.ts])
     if not isinstance(x, torch.Tensor):
+        if number is not None:
+            return number(x)
         x = torch.tensor(x, dtype=torch.float64)
     return one(x)
 
 
-def _zip2(x: Any, y: Any, fn: Callable[[Any, Any], torch.Tensor]) -> Any:
-    """Apply a binary torch function elementwise over FLists, tensors and numbers."""
+def _zip2(x: Any, y: Any, fn: Callable[[Any, Any], torch.Tensor],
+          number: Callable[[Any, Any], Any] | None = None) -> Any:
+    """Apply a binary function elementwise over FLists, tensors and numbers."""
     xl, yl = isinstance(x, FList), isinstance(y, FList)
     if xl or yl:
         n = len(x) if xl else len(y)
         xs = x.ts if xl else [x] * n
         ys = y.ts if yl else [y] * n
         return FList([fn(a, b) for a, b in zip(xs, ys, strict=True)])
+    if number is not None and _is_number(x) and _is_number(y):
+        return number(x, y)
     return fn(x, y)
+
+
+def _extremum(x: Any, y: Any, many: Callable[..., list[torch.Tensor]],
+              one: Callable[[Any, Any], torch.Tensor], number: Callable[[Any, Any], Any]
+              ) -> Any:
+    """maximum/minimum: one foreach call where the operands allow (NaN propagates)."""
+    if isinstance(y, FList) and not isinstance(x, FList):
+        x, y = y, x
+    if isinstance(x, FList) and (isinstance(y, FList) or _is_number(y)):
+        return FList(many(x.ts, y.ts if isinstance(y, FList) else float(y)))
+    return _zip2(x, y, one, number)
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
@@ -268,58 +295,58 @@ class TorchRuntime:
 
     # elementwise functions (numpy's names, as the shared spelling table calls them)
     def exp(self, x: Any) -> Any:
-        return _map(x, torch.exp, torch._foreach_exp)
+        return _map(x, torch.exp, torch._foreach_exp, np.exp)
 
     def log(self, x: Any) -> Any:
-        return _map(x, torch.log, torch._foreach_log)
+        return _map(x, torch.log, torch._foreach_log, np.log)
 
     def abs(self, x: Any) -> Any:
-        return _map(x, torch.abs, torch._foreach_abs)
+        return _map(x, torch.abs, torch._foreach_abs, np.abs)
 
     def sign(self, x: Any) -> Any:
-        return _map(x, _sign)
+        return _map(x, _sign, None, np.sign)
 
     def tanh(self, x: Any) -> Any:
-        return _map(x, torch.tanh, torch._foreach_tanh)
+        return _map(x, torch.tanh, torch._foreach_tanh, np.tanh)
 
     def arctan(self, x: Any) -> Any:
-        return _map(x, torch.atan, torch._foreach_atan)
+        return _map(x, torch.atan, torch._foreach_atan, np.arctan)
 
     def arcsinh(self, x: Any) -> Any:
-        return _map(x, torch.asinh)
+        return _map(x, torch.asinh, None, np.arcsinh)
 
     def erf(self, x: Any) -> Any:
-        return _map(x, torch.special.erf, torch._foreach_erf)
+        return _map(x, torch.special.erf, torch._foreach_erf, _NP.erf)
 
     def erfc(self, x: Any) -> Any:
-        return _map(x, torch.special.erfc, torch._foreach_erfc)
+        return _map(x, torch.special.erfc, torch._foreach_erfc, _NP.erfc)
 
     def cos(self, x: Any) -> Any:
-        return _map(x, torch.cos, torch._foreach_cos)
+        return _map(x, torch.cos, torch._foreach_cos, np.cos)
 
     def sin(self, x: Any) -> Any:
-        return _map(x, torch.sin, torch._foreach_sin)
+        return _map(x, torch.sin, torch._foreach_sin, np.sin)
 
     def sqrt(self, x: Any) -> Any:
-        return _map(x, torch.sqrt, torch._foreach_sqrt)
+        return _map(x, torch.sqrt, torch._foreach_sqrt, np.sqrt)
 
     def sigmoid(self, x: Any) -> Any:
-        return _map(x, torch.sigmoid, torch._foreach_sigmoid)
+        return _map(x, torch.sigmoid, torch._foreach_sigmoid, _NP.sigmoid)
 
     def i1e(self, x: Any) -> Any:
-        return _map(x, torch.special.i1e)
+        return _map(x, torch.special.i1e, None, _NP.i1e)
 
     def power(self, x: Any, y: Any) -> Any:
-        return _zip2(x, y, lambda a, b: torch.pow(_as_tensor(a), b))
+        return _zip2(x, y, lambda a, b: torch.pow(_as_tensor(a), b), np.power)
 
     def maximum(self, x: Any, y: Any) -> Any:
-        return _zip2(x, y, _maximum)
+        return _extremum(x, y, torch._foreach_maximum, _maximum, np.maximum)
 
     def minimum(self, x: Any, y: Any) -> Any:
-        return _zip2(x, y, _minimum)
+        return _extremum(x, y, torch._foreach_minimum, _minimum, np.minimum)
 
     def mod(self, x: Any, y: Any) -> Any:
-        return _zip2(x, y, lambda a, b: torch.remainder(_as_tensor(a), b))
+        return _zip2(x, y, lambda a, b: torch.remainder(_as_tensor(a), b), np.mod)
 
     def clip(self, x: Any, y: Any) -> Any:
         """clip(x, -|y|, |y|), spec §2.4 id 7 (NaN propagates as in numpy)."""
@@ -397,44 +424,94 @@ class TorchRuntime:
 
 # ------------------------------------------------------------------------- group steps
 
-
-def _finite_flag(delta: Any) -> torch.Tensor:
-    """True when the step has a NaN or inf. A sum beyond the dtype's range counts too:
-    only a divergent step gets there. (A plain sum fuses into the compiled step.)"""
-    if isinstance(delta, FList):
-        sums = [d.sum(dtype=torch.float64) for d in delta.ts]
-        total = torch.stack(sums).sum() if len(sums) > 1 else sums[0]
-        return ~torch.isfinite(total)
-    return ~torch.isfinite(delta.sum(dtype=torch.float64))
+_SCALARS = ("t", "tau", "inv_T", "eta", "mu")
 
 
-def _make_step(c: Compiled, momentum: str, nesterov: str, layout: str,
-               per_tensor: bool = False) -> Callable[..., torch.Tensor]:
-    """The whole-group step of one candidate (see the module docstring).
+def _py(x: Any) -> float:
+    """A per-step number as a Python float (callers may pass 0-d tensors)."""
+    return x.item() if isinstance(x, torch.Tensor) else float(x)
 
-    Arguments of the returned function: ``params`` and ``grads`` (lists of tensors),
-    ``state`` (name -> list of per-tensor buffers, or one flat buffer), ``mom`` (the
-    momentum buffers in the same form, or ``None``), ``sc`` (0-d tensors ``t``, ``tau``,
-    ``inv_T``, ``eta``, ``mu``), ``rt``. It updates params, state and mom in place and
-    returns the non-finite flag (a 0-d bool tensor).
 
-    ``per_tensor`` (foreach layout only) runs the update once per tensor instead of on an
-    FList: the form ``torch.compile`` traces (its graph is the same whole-group kernel).
+def _reads_progress(c: Compiled) -> bool:
+    """Whether ``update`` does arithmetic on tau or 1/T (decays), which may divide by zero."""
+    body = c.source.split("def init_state", 1)[0].split("\n", 1)[1]
+    return re.search(r"\b(tau|inv_T)\b", body) is not None
+
+
+def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str
+                ) -> Callable[..., None]:
+    """The eager whole-group step (see :func:`group_step` for its arguments).
+
+    Per-step numbers are Python numbers here, not 0-d tensors: each 0-d op costs as much
+    as a whole-group op on a small model. tau and 1/T are numpy float64 scalars, so
+    their arithmetic follows numpy (x/0 -> inf) exactly as the numpy backend's does.
     """
     update, reads_w = c.update, c.reads_w
+    guard = _reads_progress(c)
+    keras = nesterov == "keras"
 
-    def direction(g: Any, w: Any, st: dict[str, Any], sc: dict[str, torch.Tensor],
-                  rt: TorchRuntime, mom: Any) -> Any:
-        """delta = the weight change; updates the momentum buffer in place."""
+    def direction(g: Any, w: Any, st: dict[str, Any], sc: dict[str, Any],
+                  rt: TorchRuntime) -> Any:
+        t = sc["t"]
+        t = int(t.item()) if isinstance(t, torch.Tensor) else t
+        tau, inv_t = np.float64(_py(sc["tau"])), np.float64(_py(sc["inv_T"]))
+        if guard:
+            with np.errstate(all="ignore"):
+                return update(g, w, st, t, tau, inv_t, rt)
+        return update(g, w, st, t, tau, inv_t, rt)
+
+    def apply(params: list[torch.Tensor], u: list[torch.Tensor], mom: list[torch.Tensor],
+              eta: float, mu: float) -> None:
+        """w += eta u with the momentum form; eta is folded into the adds (one op less)."""
+        if momentum == "none":
+            torch._foreach_add_(params, u, alpha=eta)
+            return
+        torch._foreach_mul_(mom, mu)
+        torch._foreach_add_(mom, u, alpha=eta)
+        if momentum == "mom":
+            torch._foreach_add_(params, mom)
+            return
+        torch._foreach_add_(params, mom, alpha=mu if keras else 1.0)
+        torch._foreach_add_(params, u, alpha=eta)
+
+    def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: dict[str, Any],
+             mom: Any, sc: dict[str, Any], rt: TorchRuntime) -> None:
+        eta, mu = _py(sc["eta"]), _py(sc["mu"])
+        if layout == "flat":
+            g = torch.cat([x.reshape(-1) for x in grads])
+            w = torch.cat([p.reshape(-1) for p in params]) if reads_w else g
+            u = direction(g, w, dict(state), sc, rt)
+            if u.dtype != params[0].dtype:
+                u = u.to(params[0].dtype)
+            sizes = [p.numel() for p in params]
+            us = [a.view_as(p) for a, p in zip(torch.split(u, sizes), params, strict=True)]
+            ms = ([a.view_as(p) for a, p in zip(torch.split(mom, sizes), params, strict=True)]
+                  if mom is not None else [])
+            apply(params, us, ms, eta, mu)
+            return
+        g = FList(grads)
+        u = direction(g, FList(params) if reads_w else g,
+                      {k: FList(v) for k, v in state.items()}, sc, rt)
+        apply(params, u.ts, mom, eta, mu)
+
+    return step
+
+
+def _make_traced(c: Compiled, momentum: str, nesterov: str, layout: str
+                 ) -> Callable[..., None]:
+    """The step ``torch.compile`` traces: a loop over the group's tensors, one plain tensor
+    at a time (dynamo cannot trace :class:`FList`), with every per-step number a 0-d
+    tensor so that new values never recompile."""
+    update, reads_w = c.update, c.reads_w
+
+    def delta(g: torch.Tensor, w: torch.Tensor, st: dict[str, torch.Tensor],
+              sc: dict[str, torch.Tensor], rt: TorchRuntime, mom: Any) -> torch.Tensor:
         u = update(g, w, st, sc["t"], sc["tau"], sc["inv_T"], rt)
         step_ = u * sc["eta"]
         if momentum == "none":
             return step_
         new_m = mom * sc["mu"] + step_
-        if isinstance(mom, FList):
-            torch._foreach_copy_(mom.ts, new_m.ts)
-        else:
-            mom.copy_(new_m)
+        mom.copy_(new_m)
         if momentum == "mom":
             return new_m
         if nesterov == "keras":
@@ -442,44 +519,35 @@ def _make_step(c: Compiled, momentum: str, nesterov: str, layout: str,
         return new_m + step_
 
     def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: dict[str, Any],
-             mom: Any, sc: dict[str, torch.Tensor], rt: TorchRuntime) -> torch.Tensor:
+             mom: Any, sc: dict[str, torch.Tensor], rt: TorchRuntime) -> None:
         if layout == "flat":
             g = torch.cat([x.reshape(-1) for x in grads])
-            w = torch.cat([p.reshape(-1) for p in params]) if reads_w else g
-            delta = direction(g, w, dict(state), sc, rt, mom)
-            pieces = torch.split(delta, [p.numel() for p in params])
-            torch._foreach_add_(params, [d.view_as(p) for d, p in zip(pieces, params,
+            d = delta(g, torch.cat([p.reshape(-1) for p in params]) if reads_w else g,
+                      dict(state), sc, rt, mom)
+            pieces = torch.split(d, [p.numel() for p in params])
+            torch._foreach_add_(params, [a.view_as(p) for a, p in zip(pieces, params,
                                                                        strict=True)])
-            return _finite_flag(delta)
-        if not per_tensor:
-            g = FList(grads)
-            delta = direction(g, FList(params) if reads_w else g,
-                              {k: FList(v) for k, v in state.items()}, sc, rt,
-                              FList(mom) if mom is not None else None)
-            torch._foreach_add_(params, delta.ts)
-            return _finite_flag(delta)
+            return
         noise = rt.noise
         deltas = []
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             rt.noise = {k: v[i] for k, v in noise.items()}
-            deltas.append(direction(g, p if reads_w else g,
-                                    {k: v[i] for k, v in state.items()}, sc, rt,
-                                    mom[i] if mom is not None else None))
+            deltas.append(delta(g, p if reads_w else g, {k: v[i] for k, v in state.items()},
+                                sc, rt, mom[i] if mom is not None else None))
         rt.noise = noise
         torch._foreach_add_(params, deltas)
-        return _finite_flag(FList(deltas))
 
     return step
 
 
-_compiled: dict[tuple, Callable[..., torch.Tensor]] = {}
+_compiled: dict[tuple, Callable[..., None]] = {}
 _lock = threading.Lock()
 _failed: set[tuple] = set()
 
 
 def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
                layout: str = DEFAULT_LAYOUT, compile: bool = False,
-               key: str | None = None) -> Callable[..., torch.Tensor]:
+               key: str | None = None) -> Callable[..., None]:
     """The step function of a compiled candidate (``c.backend`` must be ``"torch"``).
 
     With ``compile``, the function is wrapped in ``torch.compile(fullgraph=True,
@@ -493,10 +561,10 @@ def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if nesterov not in NESTEROV_FORMS:
         raise ValueError(f"unknown Nesterov form {nesterov!r}; expected search or keras")
-    eager = _make_step(c, momentum, nesterov, layout)
+    eager = _make_eager(c, momentum, nesterov, layout)
     if not compile:
         return eager
-    traced = _make_step(c, momentum, nesterov, layout, per_tensor=True)
+    traced = _make_traced(c, momentum, nesterov, layout)
     cache_key = (key if key is not None else id(c), momentum, nesterov, layout)
     with _lock:
         hit = _compiled.get(cache_key)
@@ -506,8 +574,8 @@ def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
     return hit
 
 
-def _with_fallback(traced: Callable[..., torch.Tensor], eager: Callable[..., torch.Tensor],
-                   cache_key: tuple) -> Callable[..., torch.Tensor]:
+def _with_fallback(traced: Callable[..., None], eager: Callable[..., None],
+                   cache_key: tuple) -> Callable[..., None]:
     fast = torch.compile(traced, fullgraph=True, dynamic=False)
     state = {"fn": fast}
 

@@ -8,8 +8,14 @@ milliseconds per ``SymbolicOptimizer.step`` and its ratio to ``torch.optim.Adam`
 CUDA when available. ``--layouts foreach flat`` also compares the two whole-group layouts
 of :mod:`nos.backend_torch`.
 
+``--small`` measures instead the regime of the search's evaluations: the digits MLP
+(:class:`nos.models.DigitsMLP`, about 9K parameters in 6 tensors) on one thread, where
+per-step overhead rather than memory traffic decides. The optimizers are timed in
+interleaved rounds (best round of each), so load from other processes hits all alike.
+
     python tools/bench_step.py [--sizes 100000 5000000] [--devices cpu cuda]
                                [--modes eager compiled] [--layouts foreach] [--steps 20]
+    python tools/bench_step.py --small [--rounds 15] [--steps 200]
 
 Goals (issue 4): compiled Adam-as-candidate <= 1.1x fused Adam and the worst case <= 2x,
 at 5M parameters.
@@ -115,6 +121,55 @@ def bench(args: argparse.Namespace) -> None:
                               flush=True)
 
 
+def sampled(n: int, seed: int = 0) -> dict[str, Candidate]:
+    """``n`` random morgan2024 candidates (the search's own sampler)."""
+    import random
+
+    from nos.sample import sample_candidate
+
+    grammar, rnd = load_grammar("morgan2024"), random.Random(seed)
+    return {f"sample{i}": sample_candidate(grammar, rnd) for i in range(n)}
+
+
+def small(args: argparse.Namespace) -> None:
+    from nos.models import DigitsMLP
+
+    torch.set_num_threads(1)
+    makers: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+        "torch adam foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
+        "torch adam fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
+    }
+    cands = {"adam": zoo.get("adam"), "opt10": zoo.get("opt10"), "worst": worst_case(),
+             **sampled(args.samples)}
+    for name, cand in cands.items():
+        makers[name] = (lambda c: lambda ps: SymbolicOptimizer(
+            ps, c, lr=1e-3, total_steps=10**6, warmup=10))(cand)
+    opts = {}
+    for name, make in makers.items():
+        model = DigitsMLP(generator=torch.Generator().manual_seed(0))
+        gen = torch.Generator().manual_seed(1)
+        params = list(model.parameters())
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen) * 1e-2
+        opts[name] = make(params)
+        for _ in range(5):
+            opts[name].step()
+    best = dict.fromkeys(opts, float("inf"))
+    for _ in range(args.rounds):
+        for name, opt in opts.items():
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                opt.step()
+            best[name] = min(best[name], (time.perf_counter() - t0) / args.steps)
+    ref = best["torch adam foreach"]
+    print(f"torch {torch.__version__}, 1 thread, DigitsMLP "
+          f"({sum(p.numel() for p in params)} parameters in {len(params)} tensors)")
+    print(f"{'optimizer':20} {'us/step':>8} {'/foreach':>8}  candidate")
+    for name, us in best.items():
+        text = str(cands[name]) if name in cands else ""
+        print(f"{name:20} {1e6 * us:8.1f} {us / ref:8.2f}  {text[:70]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 5_000_000])
@@ -126,7 +181,14 @@ def main() -> None:
     p.add_argument("--candidates", nargs="+", default=["adam", "opt10", "worst"],
                    choices=["adam", "opt10", "worst"])
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--small", action="store_true",
+                   help="per-step overhead on the digits MLP instead (one thread)")
+    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds of --small")
+    p.add_argument("--samples", type=int, default=4, help="sampled candidates in --small")
     args = p.parse_args()
+    if args.small:
+        small(args)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     bench(args)
