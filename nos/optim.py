@@ -30,18 +30,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from nos.backend_torch import DEFAULT_LAYOUT, LAYOUTS, FList, TorchRuntime, group_step
+from nos.backend_torch import LAYOUTS, FList, TorchRuntime, group_step
 from nos.candidate import Candidate, parse
 from nos.emit import NumpyRuntime, compile_phenotype
 from nos.errors import NosError
 from nos.grammar import load_grammar
 from nos.schedules import base_lr, cyclic_momentum
 
-__all__ = ["SymbolicOptimizer", "resolve_candidate"]
+__all__ = ["FLAT_MAX", "SymbolicOptimizer", "resolve_candidate"]
 
 _SCHEDULES = ("cosine", "constant")
 _SCALAR_NAMES = ("t", "tau", "inv_T", "eta", "mu")
 _BLOCK = 1024  # steps per cached block of schedule values
+#: Largest group (in elements) that ``layout="auto"`` steps in the flat layout; measured
+#: with ``tools/bench_step.py`` (flat wins on small groups, loses on large ones).
+FLAT_MAX = 1 << 20
 _NP_RT = NumpyRuntime()
 
 
@@ -79,7 +82,11 @@ class SymbolicOptimizer(torch.optim.Optimizer):
       flip: step along +U instead of -U (spec §3).
       seed: seed of the generator that draws dropout masks.
       compile: run the step through ``torch.compile`` (falls back to eager on failure).
-      layout: ``"foreach"`` or ``"flat"`` (see :mod:`nos.backend_torch`).
+      layout: ``"foreach"``, ``"flat"`` (see :mod:`nos.backend_torch`) or ``"auto"``:
+        flat for a group of at most :data:`FLAT_MAX` elements whose parameters all have
+        gradients (where per-op overhead dominates, one op per group beats one foreach
+        call over many small tensors), foreach otherwise. Both layouts share the same
+        per-tensor state views, so a group may change layout from one step to the next.
       grammar: grammar of a textual candidate.
     """
 
@@ -98,7 +105,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         flip: bool = False,
         seed: int = 0,
         compile: bool = False,
-        layout: str = DEFAULT_LAYOUT,
+        layout: str = "auto",
         grammar: str = "morgan2024",
     ) -> None:
         cand = candidate
@@ -117,8 +124,8 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             raise NosError(f"invalid learning rate: {lr}")
         if schedule not in _SCHEDULES:
             raise NosError(f"unknown schedule {schedule!r}; expected cosine or constant")
-        if layout not in LAYOUTS:
-            raise NosError(f"unknown layout {layout!r}; expected foreach or flat")
+        if layout not in (*LAYOUTS, "auto"):
+            raise NosError(f"unknown layout {layout!r}; expected foreach, flat or auto")
         if nesterov not in ("search", "keras"):
             raise NosError(f"unknown Nesterov form {nesterov!r}; expected search or keras")
         if isinstance(momentum, str) and momentum != "cyclic":
@@ -133,7 +140,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         self._seed = seed
         self._generators: dict[str, torch.Generator] = {}
         self._nonfinite = False
-        self._runtimes: dict[int, TorchRuntime] = {}
+        self._runtimes: dict[tuple[int, bool], TorchRuntime] = {}
         self._flat: dict[int, tuple[tuple[int, ...], dict[str, torch.Tensor]]] = {}
         # per group: the parameters of the last step and their state lists
         self._lists: dict[int, tuple[tuple[int, ...], dict[str, list[torch.Tensor]], Any]] = {}
@@ -142,7 +149,8 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         self._random_slots = [name for name, kind in self._torch_fns.slots
                               if kind == "random"]
         self._has_momentum = cand.momentum.value != "none"
-        self._step_fn: Callable[..., None] | None = None
+        self._step_fns: dict[str, Callable[..., None]] = {}
+        self._sizes: dict[int, tuple[tuple[int, ...], bool]] = {}
         defaults = {"lr": lr, "total_steps": total_steps, "warmup": warmup, "hold": hold,
                     "schedule": schedule, "momentum": momentum, "flip": flip}
         super().__init__(params, defaults)
@@ -286,15 +294,30 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             values = values.to(device, non_blocking=True)
         return dict(zip(_SCALAR_NAMES, values.unbind(), strict=True))
 
-    def _function(self) -> Callable[..., None]:
-        if self._step_fn is None:
+    def _function(self, layout: str) -> Callable[..., None]:
+        fn = self._step_fns.get(layout)
+        if fn is None:
             from nos.keys import canonical_key
 
-            self._step_fn = group_step(
+            fn = self._step_fns[layout] = group_step(
                 self._torch_fns, self.candidate.momentum.value, nesterov=self.nesterov,
-                layout=self.layout, compile=self.compile,
+                layout=layout, compile=self.compile,
                 key=canonical_key(self.candidate) if self.compile else None)
-        return self._step_fn
+        return fn
+
+    def _layout(self, gi: int, group: dict[str, Any]) -> str:
+        if self.layout != "auto":
+            return self.layout
+        params = group["params"]
+        if any(p.grad is None for p in params):
+            return "foreach"
+        ids = tuple(map(id, params))
+        hit = self._sizes.get(gi)
+        if hit is None or hit[0] != ids:
+            kinds = {(p.dtype, p.device) for p in params}  # one buffer needs one of each
+            small = sum(p.numel() for p in params) <= FLAT_MAX and len(kinds) == 1
+            hit = self._sizes[gi] = (ids, small)
+        return "flat" if hit[1] else "foreach"
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -303,9 +326,10 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        fn = self._step_fn or self._function()
-        flat = self.layout == "flat"
         for gi, group in enumerate(self.param_groups):
+            layout = self._layout(gi, group)
+            fn = self._step_fns.get(layout) or self._function(layout)
+            flat = layout == "flat"
             if flat:
                 params = list(group["params"])
             else:
@@ -319,28 +343,29 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             sc = self._scalars(gi, group)
             if self.compile:
                 sc = self._as_tensors(sc, device)
-            rt = self._runtime(gi, params, device)
+            rt = self._runtime(gi, params, device, flat)
             if flat:
                 state, mom = self._flat_state(gi, params, grads, rt)
             else:
                 state, mom = self._list_state(gi, params, grads, rt)
-            rt.noise = self._noise(params, device) if self._random_slots else {}
+            rt.noise = self._noise(params, device, flat) if self._random_slots else {}
             fn(params, grads, state, mom, sc, rt)
             group["step"] += 1
         return loss
 
-    def _runtime(self, gi: int, params: list[torch.Tensor], device: torch.device
-                 ) -> TorchRuntime:
-        rt = self._runtimes.get(gi)
+    def _runtime(self, gi: int, params: list[torch.Tensor], device: torch.device,
+                 flat: bool) -> TorchRuntime:
+        rt = self._runtimes.get((gi, flat))
         if rt is None:
-            sizes = [p.numel() for p in params] if self.layout == "flat" else None
-            rt = self._runtimes[gi] = TorchRuntime(sizes, device)
+            sizes = [p.numel() for p in params] if flat else None
+            rt = self._runtimes[(gi, flat)] = TorchRuntime(sizes, device)
         return rt
 
-    def _noise(self, params: list[torch.Tensor], device: torch.device) -> dict[str, Any]:
+    def _noise(self, params: list[torch.Tensor], device: torch.device, flat: bool
+               ) -> dict[str, Any]:
         slots = self._random_slots
         gen = self.generator(device)
-        if self.layout == "flat":
+        if flat:
             n = sum(p.numel() for p in params)
             return {s: torch.rand(n, generator=gen, dtype=params[0].dtype, device=device)
                     for s in slots}
@@ -383,16 +408,19 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         ids = tuple(id(p) for p in params)
         hit = self._flat.get(gi)
         if hit is None or hit[0] != ids:
-            first = self.state[params[0]]
-            if first:  # rebuild the flat buffers from per-tensor state (after a load)
-                keys = list(first)
-                bufs = {k: torch.cat([self.state[p][k].reshape(-1) for p in params])
+            have = [self.state[p] for p in params if self.state[p]]
+            if have:  # rebuild the flat buffers from per-tensor state (after a load, or
+                # after foreach steps); a parameter without state yet starts at zero
+                keys = list(have[0])
+                bufs = {k: torch.cat([self.state[p][k].reshape(-1) if self.state[p]
+                                      else torch.zeros_like(p).reshape(-1) for p in params])
                         for k in keys}
             else:
                 g = torch.cat([x.reshape(-1) for x in grads])
                 bufs = dict(self._torch_fns.init_state(g, rt))
-                if self.candidate.momentum.value != "none":
+                if self._has_momentum:
                     bufs["momentum_buffer"] = torch.zeros_like(g)
+            self._lists.pop(gi, None)  # the per-tensor state now lives in these buffers
             sizes = [p.numel() for p in params]
             for k, buf in bufs.items():  # per-tensor views, so state_dict is the usual one
                 for p, piece in zip(params, torch.split(buf, sizes), strict=True):
