@@ -78,8 +78,9 @@ _NP = NumpyRuntime  # numpy spellings of the elementwise functions, for scalar o
 TORCH_TEMPLATES: dict[str, str] = {
     "scalar": "{0}",  # tau and 1/T already arrive as 0-d tensors
     "moment": "{raw} = rt.ema_(state[{raw!r}], {src}, {beta}, {one_minus})",
+    "moment_hat": "{hat} = {raw} / rt.unbias({beta}, t)",
     "ema": ("{n} = rt.ema_(state[{slot!r}], {0}, 0.95, 0.05)\n"
-            "{out} = {n} / (1.0 - 0.95 ** (t + 1))"),
+            "{out} = {n} / rt.unbias(0.95, t)"),
     "delta": "{n} = rt.delta_(state[{slot!r}], {0})\n{out} = {n}",
     "max_state": "{n} = rt.max_(state[{slot!r}], {0})\n{out} = {n}",
 }
@@ -338,6 +339,8 @@ class TorchRuntime:
     def __init__(self, sizes: Sequence[int] | None = None,
                  device: torch.device | str = "cpu"):
         self.noise: dict[str, Any] = {}
+        #: beta -> 1 - beta^(t+1), set per step by the compiled step (see ``unbias``)
+        self.unbiased: dict[float, torch.Tensor] = {}
         self.segments: torch.Tensor | None = None
         self.n_segments = 0
         if sizes is not None and len(sizes) > 1:
@@ -414,6 +417,12 @@ class TorchRuntime:
 
     def scalar(self, x: Any) -> Any:
         return x
+
+    def unbias(self, beta: float, t: Any) -> Any:
+        """The bias correction 1 - beta^(t+1) of an EMA. The compiled step passes it in
+        precomputed: inductor would otherwise recompute the pow for every element."""
+        hit = self.unbiased.get(beta)
+        return hit if hit is not None else 1.0 - beta ** (t + 1)
 
     def clip_norm(self, x: Any) -> Any:
         """Rescale each parameter tensor to L2 norm <= 1 (spec §2.3 id 20)."""
@@ -582,13 +591,12 @@ def _make_traced(c: Compiled, momentum: str, nesterov: str, layout: str
                                                                        strict=True)])
             return
         noise = rt.noise
-        deltas = []
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             rt.noise = {k: v[i] for k, v in noise.items()}
-            deltas.append(delta(g, p if reads_w else g, {k: v[i] for k, v in state.items()},
-                                sc, rt, mom[i] if mom is not None else None))
+            # an in-place add per tensor fuses into that tensor's kernel
+            p.add_(delta(g, p if reads_w else g, {k: v[i] for k, v in state.items()},
+                         sc, rt, mom[i] if mom is not None else None))
         rt.noise = noise
-        torch._foreach_add_(params, deltas)
 
     return step
 
@@ -622,28 +630,37 @@ def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
     with _lock:
         hit = _compiled.get(cache_key)
         if hit is None:
-            hit = _with_fallback(traced, eager, cache_key)
+            hit = _with_fallback(traced, eager, cache_key, c)
             _compiled[cache_key] = hit
     return hit
 
 
+_UNBIAS = re.compile(r"rt\.unbias\(([0-9.e+-]+), t\)")
+
+
 def _with_fallback(traced: Callable[..., None], eager: Callable[..., None],
-                   cache_key: tuple) -> Callable[..., None]:
+                   cache_key: tuple, c: Compiled) -> Callable[..., None]:
     fast = torch.compile(traced, fullgraph=True, dynamic=False)
     state = {"fn": fast}
+    betas = sorted({float(b) for b in _UNBIAS.findall(c.source)})
 
     @functools.wraps(eager)
-    def call(*args: Any) -> torch.Tensor:
+    def call(*args: Any) -> None:
         fn = state["fn"]
         if fn is eager:
             return eager(*args)
+        sc, rt = args[4], args[5]
+        t1 = sc["t"] + 1
+        rt.unbiased = {b: 1.0 - torch.pow(b, t1) for b in betas}
         try:
             with warnings.catch_warnings():
                 # torch's compiler stack still calls a deprecated torch.jit API internally
                 warnings.filterwarnings("ignore", category=DeprecationWarning,
                                         message=r"`torch\.jit\.script_method` is deprecated")
-                return fn(*args)
+                fn(*args)
+                return None
         except Exception as exc:  # any compiler failure: the eager step is still correct
+            rt.unbiased = {}
             state["fn"] = eager
             _failed.add(cache_key)
             warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the eager "
