@@ -259,3 +259,19 @@ def test_zoo_text_and_options_reach_the_optimizer():
     opt = SymbolicOptimizer([p], "zoo:opt10", total_steps=100, warmup=5)
     assert opt.nesterov == "keras"
     assert opt.param_groups[0]["momentum"] == "cyclic"
+
+
+def test_auto_layout_matches_foreach_when_a_gradient_comes_and_goes():
+    # auto steps flat while every parameter has a gradient and foreach otherwise; both
+    # layouts share the per-tensor state, so the result is the foreach run's
+    runs = []
+    for layout in ("auto", "foreach"):
+        params = _problem(2)
+        opt = SymbolicOptimizer(params, zoo.get("adam"), lr=0.01, layout=layout)
+        for t in range(30):
+            opt.zero_grad()
+            _loss(params if t % 7 else params[:2]).backward()
+            opt.step()
+        runs.append(torch.cat([p.detach().reshape(-1) for p in params]))
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-12, atol=1e-12)
+    assert not opt.nonfinite
