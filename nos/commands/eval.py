@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="data directory (default $NOS_DATA)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per evaluation")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch intra-op threads (default 1: the proxy networks are small)")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="FIELD=VALUE", help="override a preset field, e.g. final_epochs=10")
     p.set_defaults(run=_run_eval)
@@ -148,7 +150,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from nos.evaluate import evaluate_factory, get_preset
-    from nos.tasks import TASKS
+    from nos.tasks import TASKS, worker_init
+
+    # The proxy networks are small: extra intra-op threads only contend for the cores.
+    worker_init(threads=args.threads)
 
     preset = get_preset(args.preset)
     task = args.task or preset.task
