@@ -17,7 +17,7 @@ from nos.commands.common import nonnegative_int, positive_int
 from nos.errors import NosError
 
 #: The small default search: 30 initial candidates, 5 particles x 4 steps x 6 children.
-SMALL = {"particles": 5, "steps": 4, "children": 6, "init_factor": 6}
+SMALL = {"particles": 10, "steps": 5, "children": 7, "init_factor": 6}
 #: Fitness presets of a task when --preset is not given: (particle phase, initial population).
 TASK_PRESETS = {"digits": ("quick", ""), "mnist1d": ("mnist1d", ""),
                 "cifar10": ("paper", "paper-init")}
