@@ -40,7 +40,6 @@ the module-level ``random`` and ignore weights) are not used.
 from __future__ import annotations
 
 import functools
-import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from deap import gp
 
 from nos import ops
 from nos.candidate import Candidate, Momentum
+from nos.emit import NumpyRuntime
 from nos.errors import GrammarError
 from nos.grammar import SCHED_PREFIX, Grammar, OpEntry
 
@@ -116,37 +116,10 @@ def _base(grammar: Grammar, name: str) -> Node:
 # ------------------------------------------------------------------- schedule numerics
 
 
-def _i1e(x: np.ndarray) -> np.ndarray:
-    """exp(-|x|) I1(x): power series for |x| < 20, asymptotic expansion beyond."""
-    x = np.asarray(x, dtype=float)
-    ax = np.abs(x)
-    out = np.empty_like(x)
-    small = ax < 20
-    if small.any():
-        half = x[small] / 2
-        term = half.copy()
-        total = term.copy()
-        q = half * half
-        for k in range(1, 60):
-            term = term * q / (k * (k + 1))
-            total = total + term
-        out[small] = total * np.exp(-ax[small])
-    if (~small).any():
-        xb = ax[~small]
-        term = np.ones_like(xb)
-        total = term.copy()
-        for k in range(1, 16):  # term_k = term_(k-1) * ((2k-1)^2 - 4) / (8 k x)
-            term = term * ((2 * k - 1) ** 2 - 4) / (8 * k * xb)
-            total = total + term
-        out[~small] = np.sign(x[~small]) * total / np.sqrt(2 * math.pi * xb)
-    return out
-
-
+# The numpy runtime of the emitter supplies the special functions, so that schedules are
+# judged by the same numerics that training uses.
 _NUMPY_FUNCS: dict[str, Callable[..., Any]] = {
-    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
-    "i1e": _i1e,
-    "erf": np.vectorize(math.erf, otypes=[float]),
-    "erfc": np.vectorize(math.erfc, otypes=[float]),
+    name: getattr(NumpyRuntime, name) for name in ("sigmoid", "i1e", "erf", "erfc")
 }
 
 

@@ -182,12 +182,6 @@ def test_schedule_values_match_sympy():
         assert np.allclose(schedule_values(nodes, g), want, rtol=1e-9, atol=1e-12)
 
 
-def test_i1e_against_scipy():
-    special = pytest.importorskip("scipy.special")
-    x = np.concatenate([np.linspace(-60, 60, 2001), [0.0, 1e-9, -1e-9, 19.999, 20.0]])
-    assert np.allclose(sample._i1e(x), special.i1e(x), rtol=1e-10, atol=1e-14)
-
-
 def test_lr_gene(samples):
     cands = samples["tiny"]
     share = sum(c.lr is not None for c in cands) / N
