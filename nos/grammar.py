@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sympy
 from deap import gp
 
@@ -450,10 +451,22 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
     )
 
 
+#: Steps on which decay schedules are checked to stay in [0, 1] (spec §2.6: T = 100).
+SCHEDULE_STEPS = 100
+
+
 @functools.cache
+def base_values(name: str, scale: float = 1.0) -> np.ndarray:
+    """A scaled decay base at t = 0..99 with T = 100 (read-only), the grid of spec §2.6."""
+    # lambdify compiles our own sympy definition (never user text) to a numpy function
+    fn = sympy.lambdify((ops.SYM["tau"], ops.INV_T), ops.BASES[name].expr, modules="numpy")
+    tau = np.arange(SCHEDULE_STEPS, dtype=float) / SCHEDULE_STEPS
+    values = np.broadcast_to(np.asarray(fn(tau, 1 / SCHEDULE_STEPS), dtype=float),
+                             tau.shape) * scale
+    values.flags.writeable = False
+    return values
+
+
 def _base_range(name: str, scale: float) -> tuple[float, float]:
-    """Min and max of a scaled decay base over t = 0..99 with T = 100 (spec §2.6)."""
-    # lambdify compiles our own sympy definition (never user text) to a math function
-    fn = sympy.lambdify((ops.SYM["tau"], ops.INV_T), ops.BASES[name].expr, modules="math")
-    values = [scale * float(fn(t / 100, 0.01)) for t in range(100)]
-    return min(values), max(values)
+    values = base_values(name, scale)
+    return float(values.min()), float(values.max())

@@ -53,7 +53,7 @@ from nos import ops
 from nos.candidate import Candidate, Momentum
 from nos.emit import NumpyRuntime
 from nos.errors import GrammarError
-from nos.grammar import SCHED_PREFIX, Grammar, OpEntry
+from nos.grammar import SCHED_PREFIX, SCHEDULE_STEPS, Grammar, OpEntry, base_values
 
 __all__ = [
     "SCHEDULE_STEPS",
@@ -70,8 +70,6 @@ __all__ = [
 
 Node = gp.Primitive | gp.Terminal
 
-#: Steps on which a schedule's [0, 1] validity is checked (spec §2.6: T = 100).
-SCHEDULE_STEPS = 100
 #: Attempts before giving up on a grammar whose limits cannot be met.
 MAX_ATTEMPTS = 10_000
 
@@ -132,24 +130,13 @@ def _op_function(name: str) -> Callable[..., np.ndarray]:
     return sympy.lambdify(args, spec.build(*args), modules=[_NUMPY_FUNCS, "numpy"])
 
 
-@functools.cache
-def _base_values(name: str, scale: float) -> np.ndarray:
-    fn = sympy.lambdify((ops.SYM["tau"], ops.INV_T), ops.BASES[name].expr, modules="numpy")
-    tau = np.arange(SCHEDULE_STEPS, dtype=float) / SCHEDULE_STEPS
-    values = np.broadcast_to(np.asarray(fn(tau, 1 / SCHEDULE_STEPS), dtype=float),
-                             tau.shape).copy()
-    values *= scale
-    values.flags.writeable = False
-    return values
-
-
 def schedule_values(nodes: Sequence[Node], grammar: Grammar) -> np.ndarray:
     """Values of a schedule tree (prefix node list) at t = 0..99 of T = 100."""
     stack: list[np.ndarray] = []
     with np.errstate(all="ignore"):
         for node in reversed(nodes):
             if isinstance(node, gp.Terminal):
-                stack.append(_base_values(node.name, grammar.decay_bases[node.name].scale))
+                stack.append(base_values(node.name, grammar.decay_bases[node.name].scale))
                 continue
             args = [stack.pop() for _ in range(node.arity)]
             stack.append(np.asarray(_op_function(node.name[len(SCHED_PREFIX):])(*args),
