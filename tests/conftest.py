@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nos.grammar import Grammar, load_grammar
+from nos.symbolic.grammar import Grammar, load_grammar
 
 REFERENCE_LOG = (Path(__file__).resolve().parents[2] / "shared" / "reference"
                  / "nos_particle_run.log")

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from nos import check
-from nos.candidate import parse_canonical
-from nos.check import LRS, CheckResult, Reason, check_candidate, sphere_losses
-from nos.emit import NumpyRuntime, compile_candidate
-from nos.grammar import load_grammar, parse_grammar
-from nos.schedules import base_lr, cyclic_momentum
+from nos.symbolic import check
+from nos.symbolic.check import LRS, CheckResult, Reason, check_candidate, sphere_losses
+from nos.symbolic.emit import NumpyRuntime, compile_candidate
+from nos.symbolic.grammar import load_grammar, parse_grammar
+from nos.symbolic.schedules import base_lr, cyclic_momentum
+from nos.symbolic.text import parse_canonical
 
 ZERO_GRAMMAR = """
 name = "zero_test"
@@ -232,7 +232,7 @@ def test_dropout_candidates_are_deterministic(grammar):
 
 @pytest.fixture(scope="module")
 def log_texts(reference_log, grammar):
-    from nos.logs import read_log
+    from nos.reference.logs import read_log
 
     return sorted({r.canonical for r in read_log(reference_log, grammar) if r.canonical})
 

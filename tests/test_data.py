@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nos.data import (
+from nos.errors import NosError
+from nos.training.data import (
     DATA_ENV,
     DataError,
     Dataset,
@@ -29,7 +30,6 @@ from nos.data import (
     normalize,
     to_tensor,
 )
-from nos.errors import NosError
 
 torch = pytest.importorskip("torch")
 
@@ -325,7 +325,7 @@ def test_flowers102_cache(tmp_path, caplog) -> None:
     assert load_flowers102(root, size=7).input_shape == (7, 7, 3)
     assert len(list(root.glob("*.npy"))) == 2
     (root / caches[0]).write_bytes(b"not an npy file")
-    with caplog.at_level(logging.WARNING, logger="nos.data.flowers102"):
+    with caplog.at_level(logging.WARNING, logger="nos.training.data.flowers102"):
         rebuilt = load_flowers102(root, size=6)
     assert "rebuilding" in caplog.text
     np.testing.assert_array_equal(rebuilt.train.x, first.train.x)
@@ -411,7 +411,7 @@ def test_mnist1d_matches_generator_and_survives_corrupt_cache(tmp_path, caplog) 
     np.testing.assert_array_equal(ds.test.y, reference["y_test"])
     (path,) = tmp_path.glob("mnist1d-*-n200.npz")
     path.write_bytes(b"corrupt")
-    with caplog.at_level(logging.WARNING, logger="nos.data.embedded"):
+    with caplog.at_level(logging.WARNING, logger="nos.training.data.embedded"):
         again = load_mnist1d(cache_dir=tmp_path, num_samples=200, validation_size=20)
     assert "regenerating" in caplog.text
     np.testing.assert_array_equal(again.train.x, ds.train.x)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.special
 
-from nos.candidate import parse_canonical
-from nos.emit import NumpyRuntime, compile_candidate, emit_source
-from nos.grammar import load_grammar, parse_grammar
+from nos.symbolic.emit import NumpyRuntime, compile_candidate, emit_source
+from nos.symbolic.grammar import load_grammar, parse_grammar
+from nos.symbolic.text import parse_canonical
 
 EPS = 1e-7
 T = 35

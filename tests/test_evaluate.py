@@ -13,17 +13,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from nos.errors import NosError  # noqa: E402
-from nos.evaluate import (  # noqa: E402
-    PAPER_STAGES,
-    PRESETS,
-    EvalResult,
-    EvalSpec,
-    RunLog,
-    baseline_factory,
-    evaluate,
-    evaluate_factory,
-    run_protocol,
-)
+from nos.optim.factories import baseline_factory  # noqa: E402
+from nos.training.presets import PAPER_STAGES  # noqa: E402
+from nos.training.protocol import evaluate, evaluate_factory, run_protocol  # noqa: E402
+from nos.training.registry import PRESETS  # noqa: E402
+from nos.training.spec import EvalResult, EvalSpec  # noqa: E402
+from nos.training.trainer import RunLog  # noqa: E402
 
 # A few steps per epoch keep every real run here well under a second.
 TINY = {"sweep_steps": 3, "final_steps": 3, "final_epochs": 6, "warmup": 12,

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from nos.cli import main
-from nos.export import render_module
-from nos.grammar import load_grammar
 from nos.optim import SymbolicOptimizer
-from nos.sample import sample_candidate
+from nos.optim.export import render_module
+from nos.symbolic.grammar import load_grammar
+from nos.symbolic.sample import sample_candidate
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from nos import ops
 from nos.cli import main
 from nos.errors import GrammarError
-from nos.grammar import Schedule, Tensor, load_grammar, parse_grammar
+from nos.symbolic import ops
+from nos.symbolic.grammar import Schedule, Tensor, load_grammar, parse_grammar
 
 BASE = """
 name = "t"

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from nos.candidate import parse_canonical
-from nos.keys import canonical_key, fingerprint, quantize
+from nos.symbolic.keys import canonical_key, fingerprint, quantize
+from nos.symbolic.text import parse_canonical
 
 
 @pytest.fixture(scope="module")
 def g():
-    from nos.grammar import load_grammar
+    from nos.symbolic.grammar import load_grammar
 
     return load_grammar("morgan2024")
 
@@ -60,7 +60,7 @@ def test_fingerprint_differs_for_different_behaviour(g):
 
 
 def test_fingerprint_sees_the_lr_multiplier():
-    from nos.grammar import load_grammar, parse_grammar
+    from nos.symbolic.grammar import load_grammar, parse_grammar
 
     text = load_grammar("morgan2024").text.replace("enabled = false", "enabled = true")
     lr_g = parse_grammar(text)
@@ -88,9 +88,9 @@ def test_keys_are_deterministic_across_processes(g):
     texts = ["nest ~ i1e(i1e(decay(mul(a13, a2), g)))", "mom ~ drop30(v_hat)"]
     here = [(key(t, g), fp(t, g)) for t in texts]
     code = (
-        "from nos.grammar import load_grammar\n"
-        "from nos.candidate import parse_canonical\n"
-        "from nos.keys import canonical_key, fingerprint\n"
+        "from nos.symbolic.grammar import load_grammar\n"
+        "from nos.symbolic.text import parse_canonical\n"
+        "from nos.symbolic.keys import canonical_key, fingerprint\n"
         "g = load_grammar('morgan2024')\n"
         f"for t in {texts!r}:\n"
         "    c = parse_canonical(t, g)\n"

@@ -1,4 +1,4 @@
-"""The search-log reader (nos.logs)."""
+"""The search-log reader (nos.reference.logs)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from nos.errors import NosError
-from nos.grammar import Grammar
-from nos.logs import ImportSummary, LogReader, import_log, read_log
+from nos.reference.logs import ImportSummary, LogReader, import_log, read_log
+from nos.symbolic.grammar import Grammar
 
 
 @pytest.fixture(scope="module")

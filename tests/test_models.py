@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from nos.models import (  # noqa: E402
+from nos.training.models import (  # noqa: E402
     MODELS,
     ConvNet,
     DigitsMLP,
@@ -119,7 +119,7 @@ def test_build_model() -> None:
 
 
 def test_digits_mlp_learns() -> None:
-    from nos.data import load_digits, to_tensor
+    from nos.training.data import load_digits, to_tensor
 
     ds = load_digits()
     x, y = to_tensor(ds.train.x), torch.from_numpy(ds.train.y)

@@ -1,4 +1,4 @@
-"""Mutation (nos.mutate): one mutation per child with the kinds and rates of spec §4.4."""
+"""Mutation (nos.symbolic.mutate): one mutation per child with the kinds and rates of spec §4.4."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import random
 
 import pytest
 
-from nos.candidate import parse_canonical
-from nos.grammar import load_grammar, parse_grammar
-from nos.mutate import KINDS, Mutation, MutationError, mutate_candidate, mutate_schedule
-from nos.sample import (
+from nos.symbolic.grammar import load_grammar, parse_grammar
+from nos.symbolic.mutate import KINDS, Mutation, MutationError, mutate_candidate, mutate_schedule
+from nos.symbolic.sample import (
     random_schedule,
     sample_candidate,
     schedule_ops_depth,
     schedule_values,
     valid_schedule,
 )
+from nos.symbolic.text import parse_canonical
 
 GRAMMARS = ("morgan2024", "bello2017", "tiny")
 SEEDS = 200

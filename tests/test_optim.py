@@ -9,11 +9,11 @@ import math
 import pytest
 import torch
 
-from nos import zoo
-from nos.candidate import parse
 from nos.errors import NosError
-from nos.grammar import load_grammar
 from nos.optim import SymbolicOptimizer
+from nos.symbolic.grammar import load_grammar
+from nos.zoo import catalogue as zoo
+from nos.zoo.resolve import parse
 
 torch.set_num_threads(1)
 STEPS = 200

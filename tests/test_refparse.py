@@ -1,4 +1,4 @@
-"""The reference-format reader and printer (nos.refparse)."""
+"""The reference-format reader and printer (nos.reference.format)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from deap import gp
 
-from nos.candidate import MAX_TEXT, Momentum, parse, parse_canonical
 from nos.errors import CandidateError
-from nos.grammar import Grammar, parse_grammar
-from nos.refparse import format_reference, parse_reference
+from nos.reference.format import format_reference, parse_reference
+from nos.symbolic.genome import MAX_TEXT, Momentum
+from nos.symbolic.grammar import Grammar, parse_grammar
+from nos.symbolic.text import parse_canonical
+from nos.zoo.resolve import parse
 
-# The four line shapes that carry a candidate string (see nos.logs).
+# The four line shapes that carry a candidate string (see nos.reference.logs).
 _STRING = [
     re.compile(r"Fun: (.*)$"),
     re.compile(r"INIT PARTICLE \d+/\d+ : (.*) : (?:val: \S+ - Time: \S+|FAILED)$"),

@@ -1,4 +1,4 @@
-"""Random sampling (nos.sample): round trips, limits, determinism and the DAG statistics.
+"""Random sampling (nos.symbolic.sample): round trips, limits, determinism and the DAG statistics.
 
 The DAG statistics are compared with what the reference's initialization implies
 (paper-spec §2.5, §2.6, §2.10).
@@ -15,18 +15,19 @@ import pytest
 import sympy
 from deap import gp
 
-from nos import ops, sample
-from nos.candidate import Candidate, parse_canonical
 from nos.errors import GrammarError
-from nos.grammar import Grammar, Schedule, load_grammar, parse_grammar
-from nos.phenotype import tree_to_sympy
-from nos.sample import (
+from nos.symbolic import ops, sample
+from nos.symbolic.genome import Candidate
+from nos.symbolic.grammar import Grammar, Schedule, load_grammar, parse_grammar
+from nos.symbolic.phenotype import tree_to_sympy
+from nos.symbolic.sample import (
     random_schedule,
     sample_candidate,
     schedule_ops_depth,
     schedule_values,
     valid_schedule,
 )
+from nos.symbolic.text import parse_canonical
 
 GRAMMARS = ("morgan2024", "bello2017", "tiny")
 N = 10_000

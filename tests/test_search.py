@@ -8,15 +8,15 @@ import random
 
 import pytest
 
-from nos.candidate import parse
 from nos.errors import NosError
 from nos.executors import LocalExecutor, Outcome, SerialExecutor
-from nos.grammar import load_grammar
 from nos.search.config import SearchConfig, parse_budget
 from nos.search.driver import MemoryStore, run_search
 from nos.search.engine import Result
 from nos.search.fake import evaluate, job_payload
 from nos.search.report import hall_of_fame, run_stats
+from nos.symbolic.grammar import load_grammar
+from nos.zoo.resolve import parse
 
 FAKE = "nos.search.fake:evaluate"
 

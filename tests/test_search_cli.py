@@ -15,7 +15,7 @@ import pytest
 
 from nos.cli import main
 from nos.search.report import hall_of_fame
-from nos.store import load_run
+from nos.search.store import load_run
 
 SHAPE = ["--task", "fake", "--grammar", "tiny", "--particles", "3", "--steps", "3",
          "--children", "3", "--init-factor", "3", "--seed", "7"]
@@ -146,11 +146,11 @@ def test_resume_after_sigkill_gives_the_same_hall_of_fame(capsys, tmp_path):
 
 
 def test_real_jobs_are_eval_specs(tmp_path):
-    from nos.evaluate import EvalSpec
-    from nos.grammar import load_grammar
     from nos.search.config import SearchConfig
     from nos.search.engine import ParticleGA
     from nos.search.session import Execution, _job_setup
+    from nos.symbolic.grammar import load_grammar
+    from nos.training.spec import EvalSpec
 
     cfg = SearchConfig(grammar="tiny", task="digits", preset="quick", particles=1,
                        init_factor=1)

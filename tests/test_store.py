@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from nos.errors import NosError
-from nos.grammar import load_grammar
-from nos.store import RunStore, candidate_at_rank, list_runs, load_run, to_toml
+from nos.search.report import candidate_at_rank
+from nos.search.store import RunStore, list_runs, load_run, to_toml
+from nos.symbolic.grammar import load_grammar
 
 CONFIG = {"search": {"grammar": "tiny", "task": "fake", "seed": 3, "seed_from": ["zoo:adam"],
                      "fake": {"fail_rate": 0.5}}, "execution": {"workers": 2}}

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from nos.data import DataError  # noqa: E402
-from nos.tasks import TASKS, BatchOrder, load_task, worker_init  # noqa: E402
+from nos.training.data import DataError  # noqa: E402
+from nos.training.tasks import TASKS, BatchOrder, load_task, worker_init  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from nos.backend_torch import FList, TorchRuntime, group_step
-from nos.candidate import parse
-from nos.emit import NumpyRuntime, compile_phenotype
-from nos.grammar import load_grammar
-from nos.sample import sample_candidate
-from nos.schedules import base_lr, cyclic_momentum
+from nos.optim.runtime import FList, TorchRuntime, group_step
+from nos.symbolic.emit import NumpyRuntime, compile_phenotype
+from nos.symbolic.grammar import load_grammar
+from nos.symbolic.sample import sample_candidate
+from nos.symbolic.schedules import base_lr, cyclic_momentum
+from nos.zoo.resolve import parse
 
 torch.set_num_threads(1)
 
@@ -177,7 +177,7 @@ def test_compiled_step_matches_eager():
 
 
 def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
-    import nos.backend_torch as bt
+    import nos.optim.runtime as bt
 
     def broken(fn, **_kw):
         def call(*_args):

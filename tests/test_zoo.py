@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from nos import zoo
 from nos.cli import main
-from nos.emit import NumpyRuntime, compile_phenotype
 from nos.errors import CandidateError
 from nos.optim import SymbolicOptimizer
+from nos.symbolic.emit import NumpyRuntime, compile_phenotype
+from nos.zoo import catalogue as zoo
 
 torch.set_num_threads(1)
 

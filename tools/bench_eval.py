@@ -35,7 +35,8 @@ def _default_optimizer() -> str:
 
 def _one(spec_dict: dict[str, Any]) -> tuple[float | None, str, float]:
     """Evaluate in this process; returns (fitness, status, wall seconds)."""
-    from nos.evaluate import EvalSpec, evaluate
+    from nos.training.protocol import evaluate
+    from nos.training.spec import EvalSpec
 
     result = evaluate(EvalSpec.from_dict(spec_dict))
     return result.fitness, result.status, result.wall_s
@@ -43,8 +44,10 @@ def _one(spec_dict: dict[str, Any]) -> tuple[float | None, str, float]:
 
 def _warm(preset: str, optimizer: str | None = None) -> None:
     """Load the data and, with ``optimizer``, run one small evaluation (first-call costs)."""
-    from nos.evaluate import EvalSpec, evaluate, get_preset
-    from nos.tasks import load_task
+    from nos.training.protocol import evaluate
+    from nos.training.registry import get_preset
+    from nos.training.spec import EvalSpec
+    from nos.training.tasks import load_task
 
     p = get_preset(preset)
     load_task(p.task, augment=p.augment, width=p.width)
@@ -54,14 +57,14 @@ def _warm(preset: str, optimizer: str | None = None) -> None:
 
 
 def _init_worker(preset: str, optimizer: str) -> None:
-    from nos.tasks import worker_init
+    from nos.training.tasks import worker_init
 
     worker_init(1)
     _warm(preset, optimizer)
 
 
 def _specs(optimizer: str, preset: str, n: int, batch: bool) -> list[dict[str, Any]]:
-    from nos.evaluate import EvalSpec
+    from nos.training.spec import EvalSpec
 
     return [EvalSpec(optimizer, preset=preset, seeds=(seed,), batch_sweep=batch).to_dict()
             for seed in range(n)]
@@ -70,7 +73,7 @@ def _specs(optimizer: str, preset: str, n: int, batch: bool) -> list[dict[str, A
 def _naive(optimizer: str, preset: str, n: int) -> tuple[float, list[float | None]]:
     import torch
 
-    from nos.evaluate import PRESETS
+    from nos.training.registry import PRESETS
 
     torch.set_num_threads(torch.get_num_threads())  # torch's default: all cores
     _warm(preset, optimizer)
@@ -113,8 +116,8 @@ def _paper_rate(optimizer: str, width: int, steps: int = 12) -> float:
     import torch
     import torch.nn.functional as F
 
-    from nos.evaluate import factory_for
-    from nos.models import ConvNet
+    from nos.optim.factories import factory_for
+    from nos.training.models import ConvNet
 
     torch.set_num_threads(torch.get_num_threads())
     gen = torch.Generator().manual_seed(0)
@@ -168,7 +171,7 @@ def main() -> None:
         print(f"  ratio {best_rate / naive_rate:.2f}x; largest per-seed fitness difference "
               f"{max(same, default=float('nan')):.4f}")
     if not args.no_paper:
-        from nos.evaluate import PRESETS
+        from nos.training.registry import PRESETS
 
         print("\n[paper] ConvNet step rate on this CPU (all threads), extrapolated:")
         for name, width in (("paper", 48), ("paper-init", 32)):

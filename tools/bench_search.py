@@ -16,12 +16,12 @@ import tempfile
 import time
 
 from nos.executors import make_executor
-from nos.grammar import load_grammar
 from nos.search.config import SearchConfig
 from nos.search.driver import MemoryStore, run_search
 from nos.search.fake import job_payload
 from nos.search.report import hall_of_fame, run_stats
 from nos.search.session import Execution, _job_setup
+from nos.symbolic.grammar import load_grammar
 
 
 def one(cfg: SearchConfig, executor: str, workers: int) -> tuple[float, MemoryStore]:

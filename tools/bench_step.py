@@ -6,10 +6,10 @@ list of weight matrices and biases) and mode (eager, compiled), prints the media
 milliseconds per ``SymbolicOptimizer.step`` and its ratio to ``torch.optim.Adam`` with
 ``fused=True`` and with ``foreach=True`` on the same parameters, side by side. CPU always,
 CUDA when available. ``--layouts foreach flat`` also compares the two whole-group layouts
-of :mod:`nos.backend_torch`.
+of :mod:`nos.optim.runtime`.
 
 ``--small`` measures instead the regime of the search's evaluations: the digits MLP
-(:class:`nos.models.DigitsMLP`, about 9K parameters in 6 tensors) on one thread, where
+(:class:`nos.training.models.DigitsMLP`, about 9K parameters in 6 tensors) on one thread, where
 per-step overhead rather than memory traffic decides. The optimizers are timed in
 interleaved rounds (best round of each), so load from other processes hits all alike.
 
@@ -31,11 +31,12 @@ from collections.abc import Callable
 
 import torch
 
-from nos import zoo
-from nos.candidate import Candidate, parse
-from nos.grammar import load_grammar
-from nos.ops import OPERANDS
 from nos.optim import SymbolicOptimizer
+from nos.symbolic.genome import Candidate
+from nos.symbolic.grammar import load_grammar
+from nos.symbolic.ops import OPERANDS
+from nos.zoo import catalogue as zoo
+from nos.zoo.resolve import parse
 
 MORGAN_OPERANDS = ("g", "g2", "g3", "v_hat", "s_hat", "lam_hat", "one", "two", "wd6", "wd5",
                    "wd4", "wd3", "sign_g", "sign_v_hat", "qhm_v", "qhm_s", "qhm_lam",
@@ -125,14 +126,14 @@ def sampled(n: int, seed: int = 0) -> dict[str, Candidate]:
     """``n`` random morgan2024 candidates (the search's own sampler)."""
     import random
 
-    from nos.sample import sample_candidate
+    from nos.symbolic.sample import sample_candidate
 
     grammar, rnd = load_grammar("morgan2024"), random.Random(seed)
     return {f"sample{i}": sample_candidate(grammar, rnd) for i in range(n)}
 
 
 def small(args: argparse.Namespace) -> None:
-    from nos.models import DigitsMLP
+    from nos.training.models import DigitsMLP
 
     torch.set_num_threads(1)
     makers: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {

@@ -21,12 +21,12 @@ import statistics
 import time
 from collections import defaultdict
 
-from nos.candidate import parse
-from nos.check import check_candidate
-from nos.grammar import load_grammar
-from nos.keys import canonical_key, fingerprint
-from nos.mutate import mutate_candidate
-from nos.sample import sample_candidate
+from nos.symbolic.check import check_candidate
+from nos.symbolic.grammar import load_grammar
+from nos.symbolic.keys import canonical_key, fingerprint
+from nos.symbolic.mutate import mutate_candidate
+from nos.symbolic.sample import sample_candidate
+from nos.zoo.resolve import parse
 
 REFERENCE_CHECK_MS = 466.0
 REFERENCE_VALID_PER_S = {"sample": 0.26, "mutate": 0.52}

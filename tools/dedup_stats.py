@@ -24,10 +24,10 @@ import mpmath
 import sympy
 
 from nos.errors import CandidateError
-from nos.grammar import load_grammar
-from nos.keys import canonical_key, fingerprint
-from nos.logs import read_log
-from nos.refparse import parse_reference
+from nos.reference.format import parse_reference
+from nos.reference.logs import read_log
+from nos.symbolic.grammar import load_grammar
+from nos.symbolic.keys import canonical_key, fingerprint
 
 
 class _Timeout(Exception):

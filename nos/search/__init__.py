@@ -9,6 +9,11 @@ only needs :mod:`nos.search.fake` or :mod:`nos.search.worker` starts fast):
   executor, deduplicates training, records to a store, resumes by replay;
 * :mod:`~nos.search.session` — run directories, executors and evaluators wired together
   (what ``nos search`` calls);
-* :mod:`~nos.search.report` — hall of fame, Pareto front, waste, throughput, plots;
+* :mod:`~nos.search.store` — the run store: config.toml, append-only JSONL, checkpoints;
+* :mod:`~nos.search.report` — hall of fame, ranks, Pareto front, waste, throughput, plots;
+* :mod:`~nos.search.seeds` — seeds of the initial population;
 * :mod:`~nos.search.worker`, :mod:`~nos.search.fake` — job functions of the workers.
+
+May import: every layer below it (:mod:`nos.symbolic` ... :mod:`nos.executors`); the driver
+side stays torch-free, only :mod:`nos.search.worker` loads the training layer's torch parts.
 """

@@ -6,7 +6,7 @@
   payload of the evaluator (the real one, or the fake one of the tests);
 * an **executor** (:mod:`nos.executors`) that runs payloads and returns results as they
   complete;
-* a **store** (:class:`Recorder`, e.g. :class:`nos.store.RunStore`) that records every
+* a **store** (:class:`Recorder`, e.g. :class:`nos.search.store.RunStore`) that records every
   trained evaluation and the GA's decisions, and answers evaluations it already holds.
 
 Scheduling. All phases that are ready run at once: the initial population is submitted in
@@ -37,11 +37,11 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from nos.candidate import Candidate
 from nos.executors import Executor, Outcome
-from nos.grammar import Grammar
 from nos.search.config import SearchConfig
 from nos.search.engine import Batch, Entry, ParticleGA, Request, Result
+from nos.symbolic.genome import Candidate
+from nos.symbolic.grammar import Grammar
 
 __all__ = ["MemoryStore", "Recorder", "SearchOutcome", "cache_id", "run_search"]
 

@@ -42,17 +42,17 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nos.candidate import Candidate
-from nos.check import CheckResult, check_candidate
-from nos.grammar import Grammar
-from nos.keys import canonical_key, fingerprint
-from nos.mutate import MutationError, mutate_candidate
-from nos.sample import sample_candidate
 from nos.search.config import SearchConfig
+from nos.status import Status
+from nos.symbolic.check import CheckResult, check_candidate
+from nos.symbolic.genome import Candidate
+from nos.symbolic.grammar import Grammar
+from nos.symbolic.keys import canonical_key, fingerprint
+from nos.symbolic.mutate import MutationError, mutate_candidate
+from nos.symbolic.sample import sample_candidate
 
 __all__ = [
     "FAILED",
-    "STATUSES",
     "Batch",
     "Entry",
     "ParticleGA",
@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 FAILED = -1.0
 #: Score of a failed evaluation in the initial population (spec §4.2).
 FAILED_INIT = 0.0
-STATUSES = ("ok", "failed_threshold", "diverged", "timeout", "error")
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ class Request:
 class Result:
     """The normalised result of one evaluation (plain values only)."""
 
-    status: str
+    status: Status
     fitness: float | None = None
     fitness_per_seed: tuple[float, ...] = ()
     reason: str = ""
@@ -110,7 +109,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok" and self.fitness is not None
+        return self.status is Status.OK and self.fitness is not None
 
     def score(self, failed: float = FAILED) -> float:
         return float(self.fitness) if self.ok else failed
@@ -118,18 +117,19 @@ class Result:
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> Result:
         """Read an evaluator's result dict; anything malformed becomes ``error``."""
-        status = str(raw.get("status", "error"))
+        raw_status = raw.get("status", Status.ERROR)
         reason = str(raw.get("reason") or "")
         fitness = raw.get("fitness")
-        if status not in STATUSES:
-            return cls("error", reason=f"unknown status {status!r} {reason}".strip())
-        if status == "ok":
+        status = Status.parse(raw_status)
+        if status is None:
+            return cls(Status.ERROR, reason=f"unknown status {str(raw_status)!r} {reason}".strip())
+        if status is Status.OK:
             try:
                 fitness = float(fitness)
             except (TypeError, ValueError):
-                return cls("error", reason="evaluator returned ok without a fitness")
+                return cls(Status.ERROR, reason="evaluator returned ok without a fitness")
             if fitness != fitness or fitness in (float("inf"), float("-inf")):
-                return cls("error", reason="evaluator returned a non-finite fitness")
+                return cls(Status.ERROR, reason="evaluator returned a non-finite fitness")
         else:
             fitness = None
         per_seed = tuple(float(x) for x in raw.get("fitness_per_seed") or ()

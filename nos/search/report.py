@@ -1,6 +1,6 @@
 """Summaries of a run's records: hall of fame, Pareto front, waste, throughput, progress.
 
-Everything here reads the plain records of ``evaluations.jsonl`` (:mod:`nos.store`) and is
+Everything here reads the plain records of ``evaluations.jsonl`` (:mod:`nos.search.store`) and is
 a pure function of them, so the same numbers come out of a live run, a resumed one and a
 copy on another machine. Only :func:`write_plots` imports matplotlib (Agg backend).
 """
@@ -13,10 +13,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from nos.errors import NosError
+from nos.search.store import DEFAULT_ROOT, load_run
+from nos.status import Status
+
 __all__ = [
+    "candidate_at_rank",
     "hall_of_fame",
     "pareto_front",
     "progress_series",
+    "ranked_entry",
     "run_stats",
     "write_plots",
 ]
@@ -29,7 +35,7 @@ def _evals(records: Iterable[Record]) -> list[Record]:
 
 
 def _ok(record: Record) -> bool:
-    return record.get("status") == "ok" and isinstance(record.get("fitness"), int | float)
+    return record.get("status") == Status.OK and isinstance(record.get("fitness"), int | float)
 
 
 def _ranked_stage(evals: list[Record]) -> str:
@@ -191,3 +197,29 @@ def write_plots(records: Sequence[Record], out_dir: Path, title: str = "") -> li
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
     return paths
+
+
+# ------------------------------------------------------------------------------ ranks
+
+
+def candidate_at_rank(run: str | Path, rank: int = 1, root: str | Path = DEFAULT_ROOT) -> Any:
+    """The ``rank``-th best candidate of a run (1 = the winner), as a Candidate.
+
+    This is the hook of ``nos export RUN --rank K``: rank as in ``nos show``'s hall of fame.
+    """
+    return ranked_entry(run, rank, root)[0]
+
+
+def ranked_entry(run: str | Path, rank: int = 1,
+                 root: str | Path = DEFAULT_ROOT) -> tuple[Any, dict[str, Any]]:
+    """The ``rank``-th best candidate of a run and its hall-of-fame row (fitness, flip, ...)."""
+    from nos.zoo.resolve import parse
+
+    data = load_run(run, root)
+    if rank < 1:
+        raise NosError(f"rank must be at least 1, got {rank}")
+    hof = hall_of_fame(data.records, rank)
+    if len(hof) < rank:
+        raise NosError(f"run {data.name} has {len(hof)} ranked candidate(s), no rank {rank}")
+    row = hof[rank - 1]
+    return parse(row["candidate"], data.grammar()), row

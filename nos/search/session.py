@@ -7,7 +7,7 @@ This is the layer the ``nos search`` command calls (and a Python user may call):
 * :func:`execute` builds the executor and the job factory, resolves ``seed_from`` and runs
   :func:`nos.search.driver.run_search` until the end or a budget, then writes ``done``.
 
-Tasks: every task of :mod:`nos.tasks` is evaluated by :func:`nos.evaluate.evaluate` in the
+Tasks: every task of :mod:`nos.training.tasks` is evaluated by :func:`nos.training.protocol.evaluate` in the
 workers (``nos.search.worker:evaluate_job``). The task ``fake`` (:mod:`nos.search.fake`,
 for tests and benchmarks of the machinery) scores by a hash and trains nothing.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import importlib.metadata
-import json
 import logging
 import os
 import platform
@@ -26,12 +25,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nos.errors import CandidateError, NosError
+from nos.errors import NosError
 from nos.search.config import SearchConfig
-from nos.store import DEFAULT_ROOT, RunStore, load_run
+from nos.search.seeds import resolve_seeds
+from nos.search.store import DEFAULT_ROOT, RunStore
+from nos.symbolic.grammar import load_grammar
+from nos.training.spec import EvalSpec
 
-__all__ = ["FAKE_TASK", "Execution", "create_run", "default_name", "execute", "open_run",
-           "resolve_seeds"]
+__all__ = ["FAKE_TASK", "Execution", "create_run", "default_name", "execute", "open_run"]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def default_name(config: SearchConfig) -> str:
 def create_run(config: SearchConfig, execution: Execution, *, name: str | None = None,
                root: str | Path = DEFAULT_ROOT) -> RunStore:
     """A new run directory holding the full resolved configuration."""
-    from nos.grammar import load_grammar
-
     grammar = load_grammar(config.grammar)
     full = {"search": config.to_dict(), "execution": asdict(execution),
             "versions": _versions(), "grammar": {"name": grammar.name, "path": grammar.path}}
@@ -94,100 +93,6 @@ def open_run(name: str, root: str | Path = DEFAULT_ROOT) -> tuple[RunStore, Sear
     return store, config, execution
 
 
-# -------------------------------------------------------------------------------- seeds
-
-
-def _zoo_text(name: str) -> str:
-    try:
-        from nos import zoo  # type: ignore[attr-defined]
-    except ImportError:
-        raise NosError(f"zoo:{name}: the optimizer zoo is not available") from None
-    for getter in ("get", "candidate", "lookup"):
-        fn = getattr(zoo, getter, None)
-        if callable(fn):
-            try:
-                entry = fn(name)
-            except (KeyError, LookupError, NosError):
-                raise NosError(f"no zoo optimizer named {name!r}") from None
-            break
-    else:
-        table = getattr(zoo, "ZOO", {})
-        if name not in table:
-            raise NosError(f"no zoo optimizer named {name!r}")
-        entry = table[name]
-    for attr in ("text", "candidate"):
-        value = getattr(entry, attr, None)
-        if value is not None:
-            return value if isinstance(value, str) else str(value)
-    return str(entry)
-
-
-def _log_texts(path: Path) -> list[str]:
-    """Candidate texts of a JSONL file, best first: an imported reference log
-    (``nos import-log``) or a run's ``evaluations.jsonl``."""
-    scored: list[tuple[float, int, str]] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NosError(f"{path}: cannot read seeds: {exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            if number == len(lines):
-                log.warning("%s:%d: corrupt last line skipped", path, number)
-                continue
-            raise NosError(f"{path}:{number}: not a JSON record") from None
-        if not isinstance(rec, dict):
-            continue
-        if rec.get("type") == "eval":
-            text, fit = rec.get("candidate"), rec.get("fitness")
-            ok = rec.get("status") == "ok"
-        else:
-            text, fit = rec.get("canonical"), rec.get("val_acc")
-            ok = not rec.get("failed", False)
-        if ok and isinstance(text, str) and isinstance(fit, int | float):
-            scored.append((-float(fit), number, text))
-    scored.sort()
-    out, seen = [], set()
-    for _f, _n, text in scored:
-        if text not in seen:
-            seen.add(text)
-            out.append(text)
-    return out
-
-
-def resolve_seeds(sources: tuple[str, ...] | list[str], grammar: Any,
-                  root: str | Path = DEFAULT_ROOT) -> list[Any]:
-    """Candidates for the initial population from ``zoo:NAME``, JSONL files or runs."""
-    from nos.candidate import parse
-    from nos.search.report import hall_of_fame
-
-    out = []
-    for source in sources:
-        if source.startswith("zoo:"):
-            texts = [_zoo_text(source[4:])]
-        elif source.endswith(".jsonl") and Path(source).is_file():
-            texts = _log_texts(Path(source))
-        else:
-            try:
-                data = load_run(source, root)
-            except NosError:
-                raise NosError(f"seed source {source!r} is neither zoo:NAME, a .jsonl file "
-                               "nor a run") from None
-            texts = [row["candidate"] for row in hall_of_fame(data.records, k=10**6)]
-        for text in texts:
-            try:
-                out.append(parse(text, grammar))
-            except CandidateError as exc:
-                if source.startswith("zoo:"):
-                    raise NosError(f"{source} is not in grammar {grammar.name}: {exc}") from None
-                log.warning("seed %r from %s skipped: %s", text, source, exc)
-    return out
-
-
 # ------------------------------------------------------------------------------ execute
 
 
@@ -202,13 +107,12 @@ def _job_setup(config: SearchConfig, execution: Execution, grammar_path: str
     def real_job(request: Any) -> dict[str, Any]:
         entry = request.entry
         preset = config.cheap_preset if request.stage == "init" else config.preset
-        return {
-            "candidate": entry.candidate.text, "grammar": grammar_path, "task": config.task,
-            "preset": preset, "seeds": list(request.seeds), "flip": entry.check.flip,
-            "lr_hint": entry.check.lr, "lr_grid": "paper", "timeout_s": config.timeout_s,
-            "data_dir": execution.data_dir or None, "device": execution.device,
-            "batch_sweep": False, "overrides": {},
-        }
+        return EvalSpec(
+            candidate=entry.candidate.text, grammar=grammar_path, task=config.task,
+            preset=preset, seeds=tuple(request.seeds), flip=entry.check.flip,
+            lr_hint=entry.check.lr, lr_grid="paper", timeout_s=config.timeout_s,
+            data_dir=execution.data_dir or None, device=execution.device,
+        ).to_dict()
 
     return "nos.search.worker:evaluate_job", real_job
 
@@ -223,7 +127,6 @@ def execute(store: RunStore, config: SearchConfig, execution: Execution, *,
             checkpoint_every_s: float = 30.0) -> Any:
     """Run (or resume) the search of ``store``; returns the driver's SearchOutcome."""
     from nos.executors import make_executor
-    from nos.grammar import load_grammar
     from nos.search.driver import run_search
 
     grammar_path = str((store.path / "grammar.toml").resolve())

@@ -1,8 +1,8 @@
 """The job function that worker processes run for real tasks (``nos.search.worker:evaluate_job``).
 
 It is kept apart from the driver's modules so that a worker imports only what an
-evaluation needs. The payload is :meth:`nos.evaluate.EvalSpec.to_dict`; the result is
-:meth:`nos.evaluate.EvalResult.to_dict`.
+evaluation needs. The payload is :meth:`nos.training.protocol.EvalSpec.to_dict`; the result is
+:meth:`nos.training.protocol.EvalResult.to_dict`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ __all__ = ["evaluate_job"]
 
 
 def evaluate_job(payload: dict[str, Any]) -> dict[str, Any]:
-    from nos.evaluate import EvalSpec, evaluate
+    from nos.training.protocol import evaluate
+    from nos.training.spec import EvalSpec
 
     return evaluate(EvalSpec.from_dict(payload)).to_dict()

@@ -1,0 +1,216 @@
+"""`nos search`: run or resume a particle-GA search (spec §4) into ``search_runs/NAME/``.
+
+With no flags it runs a small search on the embedded digits task (``quick`` preset), sized
+to finish in minutes on a 2-core machine; ``--particles 50 --steps 5 --children 7
+--init-factor 10`` is the paper's scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from nos.cli._args import nonnegative_int, positive_int, task_help
+from nos.errors import NosError
+from nos.executors import EXECUTORS
+from nos.training.registry import PRESETS, get_task
+
+#: The small default search: 60 initial candidates, 10 particles x 5 steps x 7 children.
+SMALL = {"particles": 10, "steps": 5, "children": 7, "init_factor": 6}
+#: Flags that define the search; a resumed run keeps its own and refuses new ones.
+_SEARCH_FLAGS = ("grammar", "task", "preset", "init_preset", "strategy", "particles", "steps",
+                 "children", "init_factor", "tries", "budget", "seed", "no_dedup", "elitist",
+                 "no_reeval", "seed_from", "rescore_top", "rescore_seeds", "eval_seeds",
+                 "timeout", "fake")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search for optimizers with the particle GA",
+                       description=__doc__.split("\n\n")[0])
+    a = p.add_argument
+    a("--grammar", help="grammar name or file (default morgan2024)")
+    a("--task", help=f"task (default digits): {task_help()}")
+    a("--preset", help="fitness preset of the particle phase (default: the task's own; "
+      f"known: {', '.join(PRESETS)})")
+    a("--init-preset", help="cheaper preset for the initial population (default: the "
+      "task's own, or --preset when that is given)")
+    a("--strategy", help="search algorithm: paper (default)")
+    a("--particles", type=positive_int, help=f"particles n (default {SMALL['particles']}; "
+      "paper 50)")
+    a("--steps", type=positive_int, help=f"steps K per particle (default {SMALL['steps']}; "
+      "paper 5)")
+    a("--children", type=positive_int, help="children M per step (default "
+      f"{SMALL['children']}; paper 7)")
+    a("--init-factor", type=positive_int, help="initial population = factor x particles "
+      f"(default {SMALL['init_factor']}; paper 10)")
+    a("--tries", type=positive_int, help="evaluations per child slot when they fail (4)")
+    a("--budget", help="hard stop: evaluations (200) or wall time (90s, 10m, 2h)")
+    a("--workers", type=positive_int, help="worker processes (default: number of cores)")
+    a("--executor", choices=tuple(EXECUTORS), help="where evaluations run (default local)")
+    a("--seed", type=int, help="random seed of the search (default 0)")
+    a("--name", help="run name (default: time, grammar, task and seed)")
+    a("--resume", metavar="NAME", help="resume an interrupted run with its own settings")
+    a("--root", default="search_runs", help="folder of the runs (default search_runs)")
+    a("--no-dedup", action="store_true", default=None,
+      help="train duplicates across particles again (the reference's behaviour)")
+    a("--elitist", action="store_true", default=None,
+      help="move a particle only to a child at least as fit")
+    a("--no-reeval", action="store_true", default=None,
+      help="skip the full-fitness re-evaluation of each starting particle")
+    a("--seed-from", help="comma list of seeds for the initial population: zoo:NAME, an "
+      "imported log (.jsonl) or a run")
+    a("--rescore-top", type=nonnegative_int, help="re-score the final top k with more seeds (0)")
+    a("--rescore-seeds", type=positive_int, help="seeds of the re-scoring (5)")
+    a("--eval-seeds", type=positive_int, help="seeds per evaluation during the search (1)")
+    a("--timeout", type=_positive_float, help="seconds per evaluation (900)")
+    a("--top", type=positive_int, default=5, help="hall-of-fame rows to print (5)")
+    a("--data-dir", help="folder of the on-disk data sets (cifar10, flowers102)")
+    a("--no-progress", action="store_true", help="no progress bar")
+    a("--fake", help=argparse.SUPPRESS)  # JSON options of the test-only task 'fake'
+    p.set_defaults(run=_run_search)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from nos.search.config import SearchConfig, parse_budget
+
+    values: dict[str, Any] = {"grammar": "morgan2024", "task": "digits", "preset": "quick",
+                              **SMALL}
+    for flag in ("grammar", "task", "preset", "init_preset", "strategy", "particles", "steps",
+                 "children", "init_factor", "tries", "seed", "rescore_top", "rescore_seeds",
+                 "eval_seeds"):
+        if getattr(args, flag) is not None:
+            values[flag] = getattr(args, flag)
+    if args.timeout is not None:
+        values["timeout_s"] = args.timeout
+    if args.budget is not None:
+        values["budget_evals"], values["budget_s"] = parse_budget(args.budget)
+    values["dedup"] = not args.no_dedup
+    values["elitist"] = bool(args.elitist)
+    values["reeval"] = not args.no_reeval
+    if args.seed_from:
+        values["seed_from"] = tuple(s.strip() for s in args.seed_from.split(",") if s.strip())
+    if args.fake is not None:
+        try:
+            fake = json.loads(args.fake)
+        except ValueError:
+            raise NosError(f"--fake must be a JSON object, got {args.fake!r}") from None
+        if not isinstance(fake, dict):
+            raise NosError(f"--fake must be a JSON object, got {args.fake!r}")
+        values["fake"] = fake
+    if values["task"] != "fake":
+        info = get_task(values["task"])
+        if args.preset is None:
+            values["preset"] = info.presets["particle"].name
+            if args.init_preset is None:
+                values["init_preset"] = info.presets["init"].name
+    return SearchConfig(**values)
+
+
+class _Bar:
+    """A tqdm bar on stderr with the best fitness so far (no bar without tqdm or a TTY)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, unit="eval", file=sys.stderr, dynamic_ncols=True,
+                            disable=None)
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        n = info["evaluations"]
+        if n > self.bar.total:
+            self.bar.total = n
+        self.bar.n = n
+        best = info.get("best")
+        self.bar.set_postfix_str(f"{info['phase']} best={best:.4f} cached={info['cached']}"
+                                 if best is not None else info["phase"], refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from nos.search.session import Execution, create_run, execute, open_run
+
+    if args.resume:
+        given = [f"--{f.replace('_', '-')}" for f in _SEARCH_FLAGS
+                 if getattr(args, f, None) is not None]
+        if given or args.name:
+            drop = ", ".join(given) or "--name"
+            raise NosError(f"--resume keeps the run's own settings; drop {drop}")
+        store, config, execution = open_run(args.resume, args.root)
+        if store.finished():
+            store.close()
+            print(f"run {args.resume} has already ended; see: nos show {args.resume}")
+            return 0
+        execution = Execution(
+            executor=args.executor or execution.executor,
+            workers=args.workers if args.workers is not None else execution.workers,
+            device=execution.device, data_dir=args.data_dir or execution.data_dir)
+        for warning in store.warnings:
+            print(f"nos: warning: {warning}", file=sys.stderr)
+    else:
+        config = _config(args)
+        execution = Execution(executor=args.executor or "local", workers=args.workers or 0,
+                              data_dir=args.data_dir or "")
+        store = create_run(config, execution, name=args.name, root=args.root)
+    name = store.path.name
+    bar = _Bar(config.nominal_evaluations, enabled=not args.no_progress)
+    t0 = time.monotonic()
+    print(f"run {store.path} ({'resumed, ' if args.resume else ''}{execution.executor} "
+          f"executor, {execution.n_workers} worker(s))", file=sys.stderr)
+    try:
+        outcome = execute(store, config, execution, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        store.close()
+        print(f"nos: interrupted; resume with: nos search --resume {name}", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+    store.close()
+    _print_summary(name, args.root, outcome, time.monotonic() - t0, args.top)
+    return 0
+
+
+def _print_summary(name: str, root: str, outcome: Any, wall_s: float, top: int) -> None:
+    from nos.search.report import hall_of_fame
+    from nos.search.store import load_run
+
+    data = load_run(name, root)
+    hof = hall_of_fame(data.records, top)
+    state = outcome.status + (f" ({outcome.stop_reason})" if outcome.stop_reason else "")
+    print(f"run {name}: {state}; {len(data.evals)} evaluations "
+          f"({outcome.trained} trained now, {outcome.replayed} from the record, "
+          f"{outcome.cached} answered by dedup) in {wall_s:.1f}s")
+    if not hof:
+        print("no candidate has a fitness yet")
+        return
+    print(f"hall of fame (top {len(hof)}, unique by fingerprint):")
+    print(f"  {'rank':>4}  {'fitness':>7}  {'rescore':>7}  {'size':>4}  candidate")
+    for row in hof:
+        mark = ">>>>" if row["rank"] == 1 else f"{row['rank']:>4}"
+        again = f"{row['rescore']:.4f}" if row["rescore"] is not None else "-"
+        print(f"  {mark}  {row['fitness']:.4f}  {again:>7}  {row['size']:>4}  "
+              f"{row['candidate']}")
+    print(f"export the winner: nos export {name} --rank 1 -o best_optimizer.py")

@@ -1,0 +1,196 @@
+"""Proxy tasks: a data set held as tensors, its model and its batch order (spec §5.1, §5.2).
+
+A :class:`Task` bundles what one fitness evaluation trains on:
+
+The tasks themselves are registered in :mod:`nos.training.registry`:
+
+* ``cifar10`` - the paper's proxy. Plain variant (initial population, spec §5.3): images
+  scaled to [0, 1], no augmentation, ConvNet b = 32. Augmented variant (particle phase,
+  spec §5.4): per-channel normalisation with statistics over all 50,000 training images
+  (validation included, as the reference did), then pad-crop, flip and cutout on every
+  training batch; ConvNet b = 48. Data come from ``data_dir`` or ``$NOS_DATA``.
+* ``flowers102`` - the same pipelines on Flowers102 resized to 32x32 (102 classes).
+* ``digits`` and ``mnist1d`` - the embedded sets with :class:`~nos.training.models.DigitsMLP` and
+  :class:`~nos.training.models.Mnist1dCNN`; they need no files.
+
+The splits live on the training device as tensors, so a step only gathers indices. The order
+of the training samples is a :class:`BatchOrder`: the paper never shuffles (the same cyclic
+order every pass), which stays the default; shuffling draws a fresh permutation per pass from
+an explicit ``torch.Generator``.
+
+Worker processes should call :func:`worker_init` (one intra-op thread): these networks are
+too small for two threads to help, and two single-threaded workers on two cores do about
+twice the work of one two-threaded process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nos.training.data import augment_batch, channel_stats, load_dataset, normalize, to_tensor
+from nos.training.models import build_model
+from nos.training.registry import get_task, task_names
+
+__all__ = ["TASKS", "BatchOrder", "Task", "load_task", "worker_init"]
+
+#: The built-in task names (the registry's, when this module was imported).
+TASKS = task_names()
+
+
+def worker_init(threads: int = 1) -> None:
+    """Set up a worker process for evaluations: ``threads`` intra-op threads (default 1)."""
+    torch.set_num_threads(threads)
+
+
+class BatchOrder:
+    """Indices of consecutive training batches, as an endless stream.
+
+    Without shuffling, batch k holds samples ``k*b ... k*b+b-1`` modulo the set size: the
+    same order every pass and always full batches (the reference also never shuffled; a
+    pass boundary simply runs on into the next pass). With ``shuffle=True`` each pass is a
+    fresh permutation drawn from ``generator``.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ):
+        if size < 1 or batch_size < 1:
+            raise ValueError("need at least one sample and a positive batch size")
+        if shuffle and generator is None:
+            raise ValueError("shuffling needs an explicit torch.Generator")
+        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+        self._generator, self._device = generator, torch.device(device)
+        self._order = self._new_pass()
+        self._pos = 0
+
+    def _new_pass(self) -> torch.Tensor:
+        if self.shuffle:
+            return torch.randperm(self.size, generator=self._generator).to(self._device)
+        return torch.arange(self.size, device=self._device)
+
+    def next(self) -> torch.Tensor:
+        """The indices of the next batch."""
+        parts = []
+        need = self.batch_size
+        while need:
+            if self._pos == self.size:
+                self._order, self._pos = self._new_pass(), 0
+            take = min(need, self.size - self._pos)
+            parts.append(self._order[self._pos : self._pos + take])
+            self._pos += take
+            need -= take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A data set resident as tensors, with its model and training-batch pipeline."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+    augment: bool = False
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    def build_model(self, seed: int) -> nn.Module:
+        """A fresh network with its deterministic initialisation from ``seed``."""
+        return build_model(self.name, seed=seed, device=self.device, **self.model_options)
+
+    def batch_order(
+        self, batch_size: int, seed: int, *, shuffle: bool = False
+    ) -> BatchOrder:
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        return BatchOrder(len(self.train_y), batch_size, shuffle=shuffle,
+                          generator=generator, device=self.device)
+
+    def augmenter(self, seed: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Per-batch augmentation drawing from its own generator, or ``None`` without it."""
+        if not self.augment:
+            return None
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return lambda x: augment_batch(x, generator)
+
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module, *, chunk: int = 2048) -> float:
+        """Validation accuracy of ``model`` in evaluation mode (restores its mode)."""
+        was_training = model.training
+        model.eval()
+        correct = 0
+        for start in range(0, len(self.val_y), chunk):
+            out = model(self.val_x[start : start + chunk])
+            correct += int((out.argmax(1) == self.val_y[start : start + chunk]).sum())
+        model.train(was_training)
+        return correct / len(self.val_y)
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
+    return to_tensor(x, device), torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(
+    name: str,
+    data_dir: str | None,
+    augment: bool,
+    width: int | None,
+    device: str,
+    options: tuple[tuple[str, Any], ...],
+) -> Task:
+    if name not in task_names():
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(task_names())}")
+    if augment and not get_task(name).augmentable:
+        raise ValueError(f"task {name!r} has no augmentation pipeline")
+    dev = torch.device(device)
+    data = load_dataset(name, data_dir, **dict(options))
+    train_x, val_x = data.train.x, data.validation.x
+    if augment:
+        # Statistics over train + validation: the reference normalised with all 50k images.
+        mean, std = channel_stats(train_x, val_x)
+        train_x, val_x = normalize(train_x, mean, std), normalize(val_x, mean, std)
+    tx, ty = _tensors(train_x, data.train.y, dev)
+    vx, vy = _tensors(val_x, data.validation.y, dev)
+    model_options: dict[str, Any] = {}
+    if width is not None:
+        model_options["width"] = width
+    return Task(name, tx, ty, vx, vy, data.num_classes, augment, model_options)
+
+
+def load_task(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    augment: bool = False,
+    width: int | None = None,
+    device: str | torch.device = "cpu",
+    **options: Any,
+) -> Task:
+    """The registered task ``name``, cached per process.
+
+    ``augment`` selects the particle-phase pipeline of the image tasks; ``width`` is the
+    ConvNet's b; ``options`` go to the data set's loader (e.g. ``validation_size``). A
+    missing data directory raises :class:`~nos.training.data.DataError`.
+    """
+    root = None if data_dir is None else str(data_dir)
+    return _load_cached(name, root, augment, width, str(torch.device(device)),
+                        tuple(sorted(options.items())))
