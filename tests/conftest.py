@@ -7,8 +7,9 @@ import pytest
 
 from nos.symbolic.grammar import Grammar, load_grammar
 
-REFERENCE_LOG = (Path(__file__).resolve().parents[2] / "shared" / "reference"
-                 / "nos_particle_run.log")
+REFERENCE_LOG = (
+    Path(__file__).resolve().parents[2] / "shared" / "reference" / "nos_particle_run.log"
+)
 
 
 @pytest.fixture(scope="session")

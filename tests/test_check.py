@@ -69,13 +69,16 @@ def test_cyclic_momentum():
 # ------------------------------------------------------------------------ acceptance
 
 
-@pytest.mark.parametrize("text", [
-    "none ~ g",
-    "none ~ sign_g",
-    "none ~ div(v_hat, sqrt_abs(s_hat))",
-    "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
-    "mom ~ g",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "none ~ g",
+        "none ~ sign_g",
+        "none ~ div(v_hat, sqrt_abs(s_hat))",
+        "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
+        "mom ~ g",
+    ],
+)
 def test_known_optimizers_pass_without_flip(grammar, text):
     r = check_candidate(cand(text, grammar))
     assert r.passed and r.reason is Reason.OK and not r.flip
@@ -156,9 +159,11 @@ def test_numeric_errors_become_error_results(grammar, monkeypatch):
 
 
 def test_result_round_trips_through_json():
-    for r in (CheckResult(True, Reason.OK, flip=True, lr=0.1, loss=1.25),
-              CheckResult(False, Reason.SPHERE, loss=math.nan, detail="best loss nan"),
-              CheckResult(False, Reason.CONSTANT, detail="update is 0")):
+    for r in (
+        CheckResult(True, Reason.OK, flip=True, lr=0.1, loss=1.25),
+        CheckResult(False, Reason.SPHERE, loss=math.nan, detail="best loss nan"),
+        CheckResult(False, Reason.CONSTANT, detail="update is 0"),
+    ):
         data = json.loads(json.dumps(r.to_dict(), allow_nan=False))
         back = CheckResult.from_dict(data)
         assert back.reason is r.reason and back.passed == r.passed and back.flip == r.flip
@@ -195,21 +200,25 @@ def _sequential(c, momentum: str, lr: float, sigma: float) -> float:
     return loss  # computed in the 35th iteration, after 34 updates
 
 
-@pytest.mark.parametrize("text", [
-    "none ~ g",
-    "mom ~ div(v_hat, sqrt_abs(s_hat))",
-    "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
-    "nest ~ add(ema(g), delta(clip_norm(lam_hat)))",
-    "mom ~ neg(mix(running_max(g), decay(a7, sign_v_hat)))",
-    "none ~ exp(g3)",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "none ~ g",
+        "mom ~ div(v_hat, sqrt_abs(s_hat))",
+        "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
+        "nest ~ add(ema(g), delta(clip_norm(lam_hat)))",
+        "mom ~ neg(mix(running_max(g), decay(a7, sign_v_hat)))",
+        "none ~ exp(g3)",
+    ],
+)
 def test_batched_sweep_equals_sequential_runs(grammar, text):
     c = cand(text, grammar)
     compiled = compile_candidate(c)
     with np.errstate(all="ignore"):
         batch = sphere_losses(compiled, c.momentum.value)
-    seq = [_sequential(compiled, c.momentum.value, lr, sigma)
-           for sigma in (-1.0, 1.0) for lr in LRS]
+    seq = [
+        _sequential(compiled, c.momentum.value, lr, sigma) for sigma in (-1.0, 1.0) for lr in LRS
+    ]
     np.testing.assert_allclose(batch, seq, rtol=1e-10, equal_nan=True)
     # and the verdict is the first passing run in the reference's order
     r = check_candidate(c, probes=False)
@@ -251,9 +260,11 @@ def _buildable(texts, grammar):
 
 def _probe_rejections(cands):
     """Candidates rejected by a probe before the sphere check ran (no sphere loss)."""
-    return [(c.text, r.reason) for c in cands
-            if (r := check_candidate(c)).reason not in (Reason.OK, Reason.SPHERE)
-            and r.loss is None]
+    return [
+        (c.text, r.reason)
+        for c in cands
+        if (r := check_candidate(c)).reason not in (Reason.OK, Reason.SPHERE) and r.loss is None
+    ]
 
 
 def test_probes_accept_logged_candidates_sample(log_texts, grammar):

@@ -21,8 +21,15 @@ def test_inspect_shows_every_form(capsys):
     assert code == 0
     assert f"canonical:   {OPT10}" in out
     assert f"reference:   {OPT10_REF}" in out
-    for label in ("key:", "fingerprint:", "size:        7 nodes, depth 5", "latex:", "pretty:",
-                  "tree:", "I_{1e}"):
+    for label in (
+        "key:",
+        "fingerprint:",
+        "size:        7 nodes, depth 5",
+        "latex:",
+        "pretty:",
+        "tree:",
+        "I_{1e}",
+    ):
         assert label in out
     assert "└─ decay" in out
 
@@ -53,7 +60,7 @@ HOSTILE = [
     "none ~ __import__('os').system('touch {marker}')",
     "lambda: open('{marker}', 'w')",
     "none ~ g.__class__.__bases__",
-    "none ~ exec('open(\"{marker}\", \"w\")')",
+    'none ~ exec(\'open("{marker}", "w")\')',
     "(" * 200_000 + "g" + ")" * 200_000,
     "none ~ " + "neg(" * 5000 + "g" + ")" * 5000,
     "none ~ ｇ",  # fullwidth g
@@ -78,8 +85,15 @@ def test_hostile_candidates_are_rejected(capsys, tmp_path, command, text):
 
 @pytest.mark.parametrize(
     "argv",
-    [["sample", "-n", "0"], ["sample", "-n", "x"], ["sample", "--frob"], ["nope"], [],
-     ["check"], ["sample", "--grammar", "missing_grammar"]],
+    [
+        ["sample", "-n", "0"],
+        ["sample", "-n", "x"],
+        ["sample", "--frob"],
+        ["nope"],
+        [],
+        ["check"],
+        ["sample", "--grammar", "missing_grammar"],
+    ],
 )
 def test_bad_flags_are_one_line_exit_1(capsys, argv):
     code, _, err = run(capsys, *argv)
@@ -98,6 +112,7 @@ def test_import_log_cli(capsys, tmp_path, reference_log):
 
 
 def test_import_log_bad_file(capsys, tmp_path):
-    code, _, err = run(capsys, "import-log", str(tmp_path / "missing.log"), "-o",
-                       str(tmp_path / "x.jsonl"))
+    code, _, err = run(
+        capsys, "import-log", str(tmp_path / "missing.log"), "-o", str(tmp_path / "x.jsonl")
+    )
     assert code == 1 and err.startswith("nos: error: ") and err.count("\n") == 1

@@ -82,10 +82,8 @@ STATELESS = [
     ("pow_abs(g, neg(two))", lambda g, w: np.abs(g) ** -2.0),
     ("pow_abs(g, sigmoid(g))", lambda g, w: np.abs(g) ** (1 / (1 + np.exp(-g)))),
     ("sqrt_abs(exp(two))", lambda g, w: np.full_like(g, math.exp(1.0))),
-    ("mul(g, max(sign_g, min0(g)))",
-     lambda g, w: g * np.maximum(np.sign(g), np.minimum(g, 0))),
-    ("clip_norm(g)", lambda g, w: g / np.maximum(1.0, np.linalg.norm(g, axis=-1,
-                                                                     keepdims=True))),
+    ("mul(g, max(sign_g, min0(g)))", lambda g, w: g * np.maximum(np.sign(g), np.minimum(g, 0))),
+    ("clip_norm(g)", lambda g, w: g / np.maximum(1.0, np.linalg.norm(g, axis=-1, keepdims=True))),
     ("clip_norm(one)", lambda g, w: np.full_like(g, 1 / math.sqrt(g.shape[-1]))),
     ("one", lambda g, w: np.ones_like(g)),
 ]
@@ -128,8 +126,9 @@ def test_aggmo_reads_the_raw_ema(grammar, rng):
 def test_stateful_ops(grammar, rng):
     gs = [rng.normal(size=(2, 5)) for _ in range(6)]
     n = 0.0
-    for t, (g, u) in enumerate(zip(gs, run(parse_canonical("none ~ ema(g)", grammar), gs),
-                                   strict=True)):
+    for t, (g, u) in enumerate(
+        zip(gs, run(parse_canonical("none ~ ema(g)", grammar), gs), strict=True)
+    ):
         n = 0.95 * n + 0.05 * g
         np.testing.assert_allclose(u, n / (1 - 0.95 ** (t + 1)), rtol=1e-12)
     # delta alternates: n <- x - n_prev (the reference's deltaChange)
@@ -139,8 +138,7 @@ def test_stateful_ops(grammar, rng):
         np.testing.assert_allclose(u, prev, rtol=1e-12)
     # running max starts from 0
     best = np.zeros_like(gs[0])
-    for g, u in zip(gs, run(parse_canonical("none ~ running_max(g)", grammar), gs),
-                    strict=True):
+    for g, u in zip(gs, run(parse_canonical("none ~ running_max(g)", grammar), gs), strict=True):
         best = np.maximum(g, best)
         np.testing.assert_allclose(u, best)
     assert (best >= 0).all()
@@ -161,19 +159,29 @@ def _bases(tau: float, inv_t: float) -> dict[str, float]:
     r = (2 * tau) % 1.0
     bd = 0.95 * (1 - tau - inv_t)
     a13 = bd / (0.05 + bd)
-    return {"a1": 1 - tau, "a2": tau, "a3": (1 + c(math.pi * tau)) / 2,
-            "a4": (1 - c(math.pi * tau)) / 2, "a5": (1 + c(2 * math.pi * tau)) / 2,
-            "a6": (1 - c(2 * math.pi * tau)) / 2, "a7": (1 + c(math.pi * r)) / 2,
-            "a8": (1 - c(math.pi * r)) / 2, "a9": 1 - r, "a10": r, "a11": 0.01**tau,
-            "a12": 1 - 0.01**tau, "a13": a13, "a14": 0.95 - a13}
+    return {
+        "a1": 1 - tau,
+        "a2": tau,
+        "a3": (1 + c(math.pi * tau)) / 2,
+        "a4": (1 - c(math.pi * tau)) / 2,
+        "a5": (1 + c(2 * math.pi * tau)) / 2,
+        "a6": (1 - c(2 * math.pi * tau)) / 2,
+        "a7": (1 + c(math.pi * r)) / 2,
+        "a8": (1 - c(math.pi * r)) / 2,
+        "a9": 1 - r,
+        "a10": r,
+        "a11": 0.01**tau,
+        "a12": 1 - 0.01**tau,
+        "a13": a13,
+        "a14": 0.95 - a13,
+    }
 
 
 @pytest.mark.parametrize("base", [f"a{i}" for i in range(1, 15)])
 def test_decay_bases(grammar, base):
     taus = [0.0, 0.3, 0.55, 0.8, 34 / 35]
     g = np.array([[1.0, -2.0, 0.5]])
-    outs = run(parse_canonical(f"none ~ decay({base}, g)", grammar), [g] * len(taus),
-               taus=taus)
+    outs = run(parse_canonical(f"none ~ decay({base}, g)", grammar), [g] * len(taus), taus=taus)
     for tau, u in zip(taus, outs, strict=True):
         np.testing.assert_allclose(u, _bases(tau, 1 / T)[base] * g, rtol=1e-12, atol=1e-15)
 
@@ -182,11 +190,11 @@ def test_decay_schedule_ops_and_opt10(grammar):
     g = np.array([0.3, -1.2, 2.0])
     tau = 0.4
     b = _bases(tau, 1 / T)
-    (u,) = run(parse_canonical("none ~ decay(deriv_tanh(min(a12, a9)), g)", grammar), [g],
-               taus=[tau])
+    (u,) = run(
+        parse_canonical("none ~ decay(deriv_tanh(min(a12, a9)), g)", grammar), [g], taus=[tau]
+    )
     np.testing.assert_allclose(u, (1 - math.tanh(min(b["a12"], b["a9"])) ** 2) * g)
-    (u,) = run(parse_canonical("nest ~ i1e(i1e(decay(mul(a13, a2), g)))", grammar), [g],
-               taus=[tau])
+    (u,) = run(parse_canonical("nest ~ i1e(i1e(decay(mul(a13, a2), g)))", grammar), [g], taus=[tau])
     i1e = scipy.special.i1e
     np.testing.assert_allclose(u, i1e(i1e(b["a13"] * b["a2"] * g)), rtol=1e-12)
 
@@ -233,8 +241,7 @@ def test_batch_rows_are_independent(grammar, rng):
 
 
 def test_source_is_plain_and_shares_subexpressions(grammar):
-    cand = parse_canonical("none ~ add(tanh(div(g, v_hat)), mul(tanh(div(g, v_hat)), g2))",
-                           grammar)
+    cand = parse_canonical("none ~ add(tanh(div(g, v_hat)), mul(tanh(div(g, v_hat)), g2))", grammar)
     src, slots = emit_source(cand.phenotype, describe=True)
     assert src.count("rt.tanh(") == 1  # the repeated sub-tree is computed once
     assert "import" not in src and "__" not in src

@@ -14,8 +14,18 @@ pytest.importorskip("tqdm")
 from nos.cli import main  # noqa: E402
 
 # A small budget: 7 x 4 x 3 sweep steps and a 6-epoch final run of 3 steps per optimizer.
-SMALL = ["--set", "sweep_steps=3", "--set", "final_steps=3", "--set", "final_epochs=6",
-         "--set", "warmup=12", "--set", "total_steps=18"]
+SMALL = [
+    "--set",
+    "sweep_steps=3",
+    "--set",
+    "final_steps=3",
+    "--set",
+    "final_epochs=6",
+    "--set",
+    "warmup=12",
+    "--set",
+    "total_steps=18",
+]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,8 +57,18 @@ def _check_outputs(out_dir: Path, stdout: str, names: list[str], seeds: int) -> 
 
 
 def test_eval_torch_baselines_on_digits(tmp_path: Path, capsys):
-    rc, out, err = _run(capsys, "torch:adam", "torch:sgd", "--task", "digits", "--seeds", "2",
-                        "--out", str(tmp_path), *SMALL)
+    rc, out, err = _run(
+        capsys,
+        "torch:adam",
+        "torch:sgd",
+        "--task",
+        "digits",
+        "--seeds",
+        "2",
+        "--out",
+        str(tmp_path),
+        *SMALL,
+    )
     assert rc == 0, err
     report = _check_outputs(tmp_path, out, ["torch:adam", "torch:sgd"], 2)
     adam = report["optimizers"][0]
@@ -58,8 +78,9 @@ def test_eval_torch_baselines_on_digits(tmp_path: Path, capsys):
 
 def test_eval_zoo_optimizers_on_digits(tmp_path: Path, capsys):
     names = ["zoo:adam", "zoo:sgd", "zoo:opt10"]
-    rc, out, err = _run(capsys, *names, "--task", "digits", "--seeds", "2",
-                        "--out", str(tmp_path), *SMALL)
+    rc, out, err = _run(
+        capsys, *names, "--task", "digits", "--seeds", "2", "--out", str(tmp_path), *SMALL
+    )
     assert rc == 0, err
     report = _check_outputs(tmp_path, out, names, 2)
     assert report["optimizers"][0]["ok"] == 2  # Adam trains digits at any small budget
@@ -87,6 +108,14 @@ def test_eval_bad_input_is_one_line(tmp_path: Path, capsys, argv: list[str], mes
 
 def test_eval_missing_cifar_data_is_one_line(tmp_path: Path, capsys, monkeypatch):
     monkeypatch.delenv("NOS_DATA", raising=False)
-    rc, _, err = _run(capsys, "torch:adam", "--preset", "paper-init", "--data-dir",
-                      str(tmp_path), "--out", str(tmp_path / "out"))
+    rc, _, err = _run(
+        capsys,
+        "torch:adam",
+        "--preset",
+        "paper-init",
+        "--data-dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert rc == 1 and "data_batch_1.bin" in err and err.count("\n") == 1

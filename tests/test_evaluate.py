@@ -21,8 +21,7 @@ from nos.training.spec import EvalResult, EvalSpec  # noqa: E402
 from nos.training.trainer import RunLog  # noqa: E402
 
 # A few steps per epoch keep every real run here well under a second.
-TINY = {"sweep_steps": 3, "final_steps": 3, "final_epochs": 6, "warmup": 12,
-        "total_steps": 18}
+TINY = {"sweep_steps": 3, "final_steps": 3, "final_epochs": 6, "warmup": 12, "total_steps": 18}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -35,11 +34,25 @@ class FakeTrainer:
         self.train_acc, self.val, self.calls = train_acc, val, []
 
     def train(self, lrs, *, epochs, steps_per_epoch, validate, stop_below, stop_from):
-        self.calls.append(dict(lrs=list(lrs), epochs=epochs, steps=steps_per_epoch,
-                               validate=validate, stop_below=stop_below, stop_from=stop_from))
-        return [RunLog(lr, [self.train_acc[lr]] * epochs,
-                       [self.val] * epochs if validate else [], epochs * steps_per_epoch)
-                for lr in lrs]
+        self.calls.append(
+            dict(
+                lrs=list(lrs),
+                epochs=epochs,
+                steps=steps_per_epoch,
+                validate=validate,
+                stop_below=stop_below,
+                stop_from=stop_from,
+            )
+        )
+        return [
+            RunLog(
+                lr,
+                [self.train_acc[lr]] * epochs,
+                [self.val] * epochs if validate else [],
+                epochs * steps_per_epoch,
+            )
+            for lr in lrs
+        ]
 
 
 def test_paper_preset_budgets():
@@ -66,8 +79,14 @@ def test_paper_protocol_schedule_and_tie_order():
     assert trainer.calls == [
         {"lrs": [10, 1e-2, 1e-5], **sweep},
         {"lrs": [1, 1e-1, 1e-3, 1e-4], **sweep},
-        {"lrs": [1e-2], "epochs": 40, "steps": 400, "validate": True, "stop_below": 0.4,
-         "stop_from": 4},
+        {
+            "lrs": [1e-2],
+            "epochs": 40,
+            "steps": 400,
+            "validate": True,
+            "stop_below": 0.4,
+            "stop_from": 4,
+        },
     ]
     init = FakeTrainer(acc)
     run_protocol(init, PRESETS["paper-init"])
@@ -75,14 +94,16 @@ def test_paper_protocol_schedule_and_tie_order():
 
 
 def test_protocol_thresholds():
-    stage1_fails = FakeTrainer({10: 0.2, 1e-2: 0.24, 1e-5: 0.1, 1: 0.9, 1e-1: 0.9,
-                                1e-3: 0.9, 1e-4: 0.9})
+    stage1_fails = FakeTrainer(
+        {10: 0.2, 1e-2: 0.24, 1e-5: 0.1, 1: 0.9, 1e-1: 0.9, 1e-3: 0.9, 1e-4: 0.9}
+    )
     out = run_protocol(stage1_fails, PRESETS["paper"])
     assert out.status == "failed_threshold" and "stage 1" in out.reason
     assert len(stage1_fails.calls) == 1  # stage 2 never runs
 
-    below_040 = FakeTrainer({10: 0.3, 1e-2: 0.39, 1e-5: 0.1, 1: 0.2, 1e-1: 0.35,
-                             1e-3: 0.1, 1e-4: 0.1})
+    below_040 = FakeTrainer(
+        {10: 0.3, 1e-2: 0.39, 1e-5: 0.1, 1: 0.2, 1e-1: 0.35, 1e-3: 0.1, 1e-4: 0.1}
+    )
     out = run_protocol(below_040, PRESETS["paper"])
     assert out.status == "failed_threshold" and "0.4" in out.reason
     assert len(below_040.calls) == 2  # no final run
@@ -111,8 +132,13 @@ def test_trainer_passes_schedule_and_runs_exact_step_counts():
         return _Counting(params, lr=0.05)
 
     # Thresholds at zero: no run stops early, so every step count is exact.
-    never_stop = {**TINY, "sweep_stop_below": 0.0, "final_stop_below": 0.0,
-                  "stage1_threshold": 0.0, "overall_threshold": 0.0}
+    never_stop = {
+        **TINY,
+        "sweep_stop_below": 0.0,
+        "final_stop_below": 0.0,
+        "stage1_threshold": 0.0,
+        "overall_threshold": 0.0,
+    }
     result = evaluate_factory(factory, preset="quick", seeds=0, overrides=never_stop)
     assert result.status == "ok"
     lrs = [lr for lr, _, _ in _Counting.built]
@@ -145,8 +171,7 @@ class _Exploding(torch.optim.Optimizer):
 
 
 def test_divergence_is_reported_and_aborts_early():
-    result = evaluate_factory(lambda p, *_: _Exploding(p), preset="quick", seeds=0,
-                              overrides=TINY)
+    result = evaluate_factory(lambda p, *_: _Exploding(p), preset="quick", seeds=0, overrides=TINY)
     assert result.status == "diverged" and result.fitness is None
     assert result.steps < 3 * 4 * 3  # every stage-1 run aborted before its budget
 
@@ -159,8 +184,9 @@ class _Sleepy(torch.optim.SGD):
 
 def test_wall_clock_timeout():
     started = time.monotonic()
-    result = evaluate_factory(lambda p, lr, *_: _Sleepy(p, lr=lr), preset="quick", seeds=0,
-                              timeout_s=0.2)
+    result = evaluate_factory(
+        lambda p, lr, *_: _Sleepy(p, lr=lr), preset="quick", seeds=0, timeout_s=0.2
+    )
     assert result.status == "timeout" and result.fitness is None
     assert time.monotonic() - started < 2.0
 
@@ -170,8 +196,9 @@ def test_optimizer_exception_is_an_error_status():
         def step(self, closure=None):
             raise RuntimeError("bad numerics")
 
-    result = evaluate_factory(lambda p, lr, *_: Broken(p, lr=lr), preset="quick", seeds=0,
-                              overrides=TINY)
+    result = evaluate_factory(
+        lambda p, lr, *_: Broken(p, lr=lr), preset="quick", seeds=0, overrides=TINY
+    )
     assert result.status == "error" and "bad numerics" in result.reason
 
 
@@ -198,8 +225,7 @@ def test_batched_sweep_matches_sequential():
 
 
 def test_results_and_specs_round_trip_through_json():
-    result = evaluate_factory(baseline_factory("sgd"), preset="quick", seeds=[0, 1],
-                              overrides=TINY)
+    result = evaluate_factory(baseline_factory("sgd"), preset="quick", seeds=[0, 1], overrides=TINY)
     back = EvalResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert back == result
     assert back.steps_to(0.0) == (3, 3) and back.steps_to(1.01) == (None, None)
@@ -221,7 +247,13 @@ def test_evaluate_spec_maps_candidate_faults_to_statuses():
 
 
 def test_reduced_grid_runs_around_the_hint():
-    result = evaluate_factory(baseline_factory("adam"), preset="quick", seeds=0,
-                              lr_grid="reduced", lr_hint=1e-2, overrides=TINY)
+    result = evaluate_factory(
+        baseline_factory("adam"),
+        preset="quick",
+        seeds=0,
+        lr_grid="reduced",
+        lr_hint=1e-2,
+        overrides=TINY,
+    )
     assert [lr for lr, _ in result.sweep[0]] == pytest.approx([1e-2, 1e-1, 1e-3])
     assert result.config["stages"] == [[1e-2, 1e-1, 1e-3]]

@@ -26,8 +26,13 @@ def drain(ex, n, timeout=60.0):
 
 
 def payload(identity, **fake):
-    return {"candidate": identity, "fingerprint": identity, "stage": "full", "seeds": [0],
-            "fake": fake}
+    return {
+        "candidate": identity,
+        "fingerprint": identity,
+        "stage": "full",
+        "seeds": [0],
+        "fake": fake,
+    }
 
 
 def test_serial_runs_jobs_and_isolates_exceptions():
@@ -60,8 +65,9 @@ def test_local_pool_survives_raise_sigkill_and_timeout(pool, tmp_path: Path):
     pool.submit("raise", payload("b", error_rate=1.0))
     out = drain(pool, 2)
     assert out["ok1"].result["status"] == "ok"
-    assert out["raise"].result["status"] == "error" and "ValueError" in out["raise"].result[
-        "reason"]
+    assert (
+        out["raise"].result["status"] == "error" and "ValueError" in out["raise"].result["reason"]
+    )
 
     # a worker killed with SIGKILL in the middle of an evaluation
     pool.submit("victim", payload("c", sleep_s=30, pid_dir=str(tmp_path)))

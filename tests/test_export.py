@@ -32,12 +32,20 @@ def test_export_writes_a_standalone_ruff_clean_file(tmp_path, capsys):
     imports = [ln for ln in text.splitlines() if ln.startswith(("import ", "from "))]
     assert imports == ["import torch"]
     assert "class MyOpt(torch.optim.Optimizer):" in text
-    for needed in ("U = i1e(i1e(a13*a2*g))", "LaTeX: U =", "Grammar: final2024",
-                   "canonical key:", "i1e0 = torch.special.i1e("):
+    for needed in (
+        "U = i1e(i1e(a13*a2*g))",
+        "LaTeX: U =",
+        "Grammar: final2024",
+        "canonical key:",
+        "i1e0 = torch.special.i1e(",
+    ):
         assert needed in text
     if RUFF.exists():
-        res = subprocess.run([str(RUFF), "check", "--config", str(ROOT / "pyproject.toml"),
-                              str(out)], capture_output=True, text=True)
+        res = subprocess.run(
+            [str(RUFF), "check", "--config", str(ROOT / "pyproject.toml"), str(out)],
+            capture_output=True,
+            text=True,
+        )
         assert res.returncode == 0, res.stdout
     # refuses to overwrite without --force
     assert main(["export", "zoo:opt10", "-o", str(out)]) == 1
@@ -59,8 +67,7 @@ def test_exported_zoo_optimizer_trains(tmp_path):
             opt.zero_grad(); (w ** 2).sum().backward(); opt.step()
         print(float(w.detach().abs().max()))
     """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert float(res.stdout) < 1.0
 
 
@@ -91,8 +98,15 @@ json.dump(out, open(sys.argv[2], "w"))
 
 def _in_search(text_cand, spec, scale: float = 1.0) -> list[np.ndarray]:
     params = [torch.tensor(x, dtype=torch.float64) * scale for x in spec["w0"]]
-    opt = SymbolicOptimizer(params, text_cand, lr=spec["lr"], total_steps=spec["T"],
-                            warmup=spec["W"], flip=spec["flip"], seed=spec["seed"])
+    opt = SymbolicOptimizer(
+        params,
+        text_cand,
+        lr=spec["lr"],
+        total_steps=spec["T"],
+        warmup=spec["W"],
+        flip=spec["flip"],
+        seed=spec["seed"],
+    )
     for _ in range(spec["steps"]):
         for k, p in enumerate(params):
             p.grad = _grad(p, k)
@@ -116,15 +130,28 @@ def test_round_trip_of_200_sampled_candidates(tmp_path):
         cand = sample_candidate(grammar, rnd)
         path = tmp_path / f"cand{i}.py"
         path.write_text(render_module(cand, "Candidate"))
-        specs.append({"i": str(i), "path": str(path), "lr": float(rng.choice([1e-3, 0.1])),
-                      "T": STEPS, "W": 10, "flip": bool(i % 4 == 0), "seed": i,
-                      "steps": STEPS,
-                      "w0": [rng.normal(size=(3, 4)).tolist(), rng.normal(size=5).tolist()]})
+        specs.append(
+            {
+                "i": str(i),
+                "path": str(path),
+                "lr": float(rng.choice([1e-3, 0.1])),
+                "T": STEPS,
+                "W": 10,
+                "flip": bool(i % 4 == 0),
+                "seed": i,
+                "steps": STEPS,
+                "w0": [rng.normal(size=(3, 4)).tolist(), rng.normal(size=5).tolist()],
+            }
+        )
         cands.append(cand)
     spec_file, out_file = tmp_path / "specs.json", tmp_path / "out.json"
     spec_file.write_text(json.dumps(specs))
-    subprocess.run([sys.executable, "-c", _RUNNER, str(spec_file), str(out_file)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(spec_file), str(out_file)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     exported = json.loads(out_file.read_text())
     failures, chaotic = [], 0
     for cand, spec in zip(cands, specs, strict=True):

@@ -29,8 +29,7 @@ def test_morgan2024_is_the_papers_space(morgan):
     assert len(morgan.operands) == 20
     assert len(morgan.unary) == 25  # plus identity, which is the absence of a node
     assert len(morgan.binary) == 10
-    assert sorted(morgan.decay_bases, key=lambda n: int(n[1:])) == [f"a{i}" for i in
-                                                                    range(1, 15)]
+    assert sorted(morgan.decay_bases, key=lambda n: int(n[1:])) == [f"a{i}" for i in range(1, 15)]
     assert len(morgan.decay_unary) == 12  # plus identity: the paper's 13
     assert len(morgan.decay_binary) == 7
     assert set(morgan.momentum) == {"none", "mom", "nest"}
@@ -71,8 +70,11 @@ def test_base_parses():
         (("a1 = {}\na2 = {}", ""), "no terminal of type schedule", None),
         (("[unary]", "[unary_ops]"), "unknown table or key 'unary_ops'", 6),
         (("g = {}", "gradient = {}"), "unknown operand 'gradient'", 4),
-        (("[decay]\n", "[decay]\n[sampling]\nidentity = 1.5\n"),
-         "sampling.identity must be a probability", 12),
+        (
+            ("[decay]\n", "[decay]\n[sampling]\nidentity = 1.5\n"),
+            "sampling.identity must be a probability",
+            12,
+        ),
         (("[decay]\n", "[decay]\n[sampling]\nfrob = 1\n"), "unknown sampling parameter", 12),
     ],
 )

@@ -28,15 +28,25 @@ def fp(text, grammar):
 
 
 def test_trivially_equal_trees_share_a_key(g):
-    keys = {key(t, g) for t in ("none ~ sub(g, neg(g))", "none ~ mul(two, g)",
-                                "none ~ add(g, g)", "none ~ g + g")}
+    keys = {
+        key(t, g)
+        for t in ("none ~ sub(g, neg(g))", "none ~ mul(two, g)", "none ~ add(g, g)", "none ~ g + g")
+    }
     assert len(keys) == 1
     assert len(next(iter(keys))) == 16
 
 
 def test_different_trees_and_genes_get_different_keys(g):
-    texts = ["none ~ g", "none ~ mul(two, g)", "mom ~ mul(two, g)", "nest ~ mul(two, g)",
-             "none ~ v_hat", "none ~ qhm_v", "none ~ decay(a2, g)", "none ~ decay(a1, g)"]
+    texts = [
+        "none ~ g",
+        "none ~ mul(two, g)",
+        "mom ~ mul(two, g)",
+        "nest ~ mul(two, g)",
+        "none ~ v_hat",
+        "none ~ qhm_v",
+        "none ~ decay(a2, g)",
+        "none ~ decay(a1, g)",
+    ]
     assert len({key(t, g) for t in texts}) == len(texts)
 
 
@@ -54,8 +64,16 @@ def test_fingerprint_equal_for_numerically_equal_trees(g):
 
 
 def test_fingerprint_differs_for_different_behaviour(g):
-    texts = ["none ~ g", "mom ~ g", "none ~ mul(two, g)", "none ~ v_hat", "none ~ sign_g",
-             "none ~ decay(a2, g)", "none ~ decay(a3, g)", "none ~ add(g, wd6)"]
+    texts = [
+        "none ~ g",
+        "mom ~ g",
+        "none ~ mul(two, g)",
+        "none ~ v_hat",
+        "none ~ sign_g",
+        "none ~ decay(a2, g)",
+        "none ~ decay(a3, g)",
+        "none ~ add(g, wd6)",
+    ]
     assert len({fp(t, g) for t in texts}) == len(texts)
 
 
@@ -96,6 +114,11 @@ def test_keys_are_deterministic_across_processes(g):
         "    c = parse_canonical(t, g)\n"
         "    print(canonical_key(c), fingerprint(c))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={"PYTHONHASHSEED": "123", "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    )
     assert [tuple(line.split()) for line in out.stdout.splitlines()] == here

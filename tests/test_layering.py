@@ -18,13 +18,30 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nos"
 
 #: Layers from the bottom up; a module may import its own layer and those before it.
-LAYERS = ["errors", "status", "symbolic", "reference", "zoo", "optim", "training",
-          "executors", "search", "cli"]
+LAYERS = [
+    "errors",
+    "status",
+    "symbolic",
+    "reference",
+    "zoo",
+    "optim",
+    "training",
+    "executors",
+    "search",
+    "cli",
+]
 
 #: Modules that must load without torch (the driver, the CLI, the symbolic tools).
 TORCH_FREE = [
-    "nos", "nos.errors", "nos.status", "nos.cli", "nos.executors",
-    "nos.training", "nos.training.registry", "nos.training.presets", "nos.training.spec",
+    "nos",
+    "nos.errors",
+    "nos.status",
+    "nos.cli",
+    "nos.executors",
+    "nos.training",
+    "nos.training.registry",
+    "nos.training.presets",
+    "nos.training.spec",
     *(f"nos.{pkg}" for pkg in ("symbolic", "reference", "zoo", "search")),
 ]
 
@@ -53,8 +70,9 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 anchor = name.split(".") if is_package else name.split(".")[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, *([base] if base else [])])
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
         else:
             continue
         out.update(t for t in targets if t == "nos" or t.startswith("nos."))
@@ -141,24 +159,24 @@ def test_cycle_finder_finds_a_cycle():
 
 
 def _loaded_after(code: str) -> set[str]:
-    probe = (code + "\nimport sys\n"
-             "print(','.join(sorted({m.split('.')[0] for m in sys.modules})))\n")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True)
+    probe = code + "\nimport sys\nprint(','.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return set(out.stdout.strip().split(","))
 
 
 def test_torch_free_modules_do_not_import_torch():
-    loaded = _loaded_after(f"import importlib\nfor m in {TORCH_FREE!r}: "
-                           "importlib.import_module(m)")
+    loaded = _loaded_after(f"import importlib\nfor m in {TORCH_FREE!r}: importlib.import_module(m)")
     assert "torch" not in loaded
 
 
-@pytest.mark.parametrize("code", [
-    "import nos",
-    "from nos.cli import build_parser\nbuild_parser()",
-    "import nos.executors.local",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import nos",
+        "from nos.cli import build_parser\nbuild_parser()",
+        "import nos.executors.local",
+    ],
+)
 def test_light_entry_points_load_neither_torch_nor_sympy(code):
     loaded = _loaded_after(code)
     assert not {"torch", "sympy", "deap"} & loaded

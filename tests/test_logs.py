@@ -14,8 +14,9 @@ from nos.symbolic.grammar import Grammar
 
 
 @pytest.fixture(scope="module")
-def imported(reference_log: Path, morgan: Grammar,
-             tmp_path_factory: pytest.TempPathFactory) -> tuple[ImportSummary, Path]:
+def imported(
+    reference_log: Path, morgan: Grammar, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ImportSummary, Path]:
     out = tmp_path_factory.mktemp("import") / "run.jsonl"
     return import_log(reference_log, out, morgan), out
 
@@ -41,8 +42,12 @@ def test_import_file(imported: tuple[ImportSummary, Path]):
     first = rows[0]
     assert first["reference"] == "None ~ tanh(g)/(1+|tanh(g)|)"
     assert first["canonical"] == "none ~ softsign(tanh(g))"
-    assert (first["phase"], first["kind"], first["model"], first["failed"]) == \
-        ("initial", "init", 0, False)
+    assert (first["phase"], first["kind"], first["model"], first["failed"]) == (
+        "initial",
+        "init",
+        0,
+        False,
+    )
     assert rows[1]["reference"] is None and rows[1]["failed"] and rows[1]["model"] == 1
     assert [r["model"] for r in rows if r["phase"] == "initial"] == list(range(500))
     assert all(r["kind"] != "chosen" for r in rows)
@@ -70,8 +75,7 @@ def test_particle_phase(reference_log: Path, morgan: Grammar):
     assert Counter(r.depth for r in chosen) == {d: 50 for d in range(1, 6)}
     children = [r for r in records if r.kind == "child"]
     assert {r.depth for r in children} == {1, 2, 3, 4, 5}
-    opt10 = [r for r in records
-             if r.canonical == "nest ~ i1e(i1e(decay(mul(a13, a2), g)))"]
+    opt10 = [r for r in records if r.canonical == "nest ~ i1e(i1e(decay(mul(a13, a2), g)))"]
     assert {r.kind for r in opt10} == {"child", "chosen"}
     assert all(r.momentum == "nest" for r in opt10)
 
@@ -98,8 +102,16 @@ def test_synthetic_log(tmp_path: Path, morgan: Grammar):
     log.write_bytes(SYNTHETIC.encode())
     reader = LogReader(log, morgan, selections=True)
     records = list(reader.records())
-    assert [r.kind for r in records] == ["init", "init", "init", "reeval", "child", "child",
-                                         "chosen", "reeval"]
+    assert [r.kind for r in records] == [
+        "init",
+        "init",
+        "init",
+        "reeval",
+        "child",
+        "child",
+        "chosen",
+        "reeval",
+    ]
     assert reader.malformed == 1 and reader.malformed_at == [10]
     bogus = records[2]
     assert bogus.canonical is None and bogus.momentum == "mom" and bogus.error

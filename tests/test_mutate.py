@@ -43,8 +43,9 @@ def test_every_kind_gives_a_new_child_within_limits(name):
             # only grammar ops: the canonical reader rejects anything outside the grammar
             assert parse_canonical(child.text, g) == child
             assert m.detail
-            has_ops = any(n.arity and n.name != "decay" and n.ret.__name__ == "Tensor"
-                          for n in parent.update)
+            has_ops = any(
+                n.arity and n.name != "decay" and n.ret.__name__ == "Tensor" for n in parent.update
+            )
             assert m.kind == kind or (m.kind == "op" and not has_ops)
             details[m.kind].add(m.detail.split(" ")[0])
         assert (list(parent.update), parent.text) == before  # the parent is untouched
@@ -59,8 +60,10 @@ def test_every_kind_gives_a_new_child_within_limits(name):
 
 
 def _all_details(name: str, kind: str) -> list[str]:
-    return [mutate_candidate(p, random.Random(s), kinds={kind: 1.0}).detail
-            for s, p in enumerate(_parents(name, 100))]
+    return [
+        mutate_candidate(p, random.Random(s), kinds={kind: 1.0}).detail
+        for s, p in enumerate(_parents(name, 100))
+    ]
 
 
 @pytest.mark.parametrize("name", GRAMMARS)
@@ -105,16 +108,20 @@ def test_lone_operand_gets_an_op():
 def test_top_level_decay_is_editable():
     g = load_grammar("morgan2024")
     parent = parse_canonical("none ~ decay(a1, neg(g))", g)
-    texts = {mutate_candidate(parent, random.Random(s), kinds={"decay": 1.0}).child.text
-             for s in range(100)}
+    texts = {
+        mutate_candidate(parent, random.Random(s), kinds={"decay": 1.0}).child.text
+        for s in range(100)
+    }
     assert "none ~ neg(g)" in texts  # the decay above the root was removed
     assert any(t.startswith("none ~ decay(a1, neg(decay(") for t in texts)
 
 
 def test_momentum_switches_mode():
     parent = parse_canonical("mom ~ g", load_grammar("morgan2024"))
-    modes = {mutate_candidate(parent, random.Random(s), kinds={"momentum": 1.0})
-             .child.momentum.value for s in range(40)}
+    modes = {
+        mutate_candidate(parent, random.Random(s), kinds={"momentum": 1.0}).child.momentum.value
+        for s in range(40)
+    }
     assert modes == {"none", "nest"}
 
 
@@ -126,8 +133,10 @@ def test_arity_switch_keeps_the_input():
         assert m.child.update[0].arity == 2
         assert "v_hat" in m.child.text
     parent = parse_canonical("none ~ add(g, s_hat)", g)
-    texts = {mutate_candidate(parent, random.Random(s), kinds={"arity": 1.0}).child.text
-             .split("(", 1)[1] for s in range(60)}
+    texts = {
+        mutate_candidate(parent, random.Random(s), kinds={"arity": 1.0}).child.text.split("(", 1)[1]
+        for s in range(60)
+    }
     assert texts == {"g)", "s_hat)"}
 
 
@@ -162,9 +171,11 @@ def test_schedule_mutation_valid_and_new():
 
 
 def test_impossible_mutation_raises():
-    g = parse_grammar('name = "t"\n[momentum]\nnone = 1\n[mutation]\nop = 0\nconnection = 0\n'
-                      "arity = 0\ndecay = 0\nmomentum = 1\n[operands]\ng = {}\n[unary]\n"
-                      "neg = {}\n")
+    g = parse_grammar(
+        'name = "t"\n[momentum]\nnone = 1\n[mutation]\nop = 0\nconnection = 0\n'
+        "arity = 0\ndecay = 0\nmomentum = 1\n[operands]\ng = {}\n[unary]\n"
+        "neg = {}\n"
+    )
     parent = parse_canonical("neg(g)", g)
     with pytest.raises(MutationError):
         mutate_candidate(parent, random.Random(0))

@@ -21,8 +21,10 @@ STEPS = 200
 
 def _problem(seed: int = 0) -> list[torch.nn.Parameter]:
     gen = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64))
-            for s in ((6, 4), (4,), (3,))]
+    return [
+        torch.nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64))
+        for s in ((6, 4), (4,), (3,))
+    ]
 
 
 def _loss(params: list[torch.Tensor]) -> torch.Tensor:
@@ -30,8 +32,9 @@ def _loss(params: list[torch.Tensor]) -> torch.Tensor:
     return sum((p**2).sum() + torch.sin(3 * p).sum() for p in params)
 
 
-def _train(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: int = STEPS
-           ) -> list[torch.Tensor]:
+def _train(
+    opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: int = STEPS
+) -> list[torch.Tensor]:
     history = []
     for _ in range(steps):
         opt.zero_grad()
@@ -52,33 +55,54 @@ PARITY = [
     ("sgd", lambda p: torch.optim.SGD(p, lr=1e-3), {"lr": 1e-3}, {}),
     ("sgd", lambda p: torch.optim.SGD(p, lr=0.05), {"lr": 0.05}, {}),
     ("momentum", lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9), {"lr": 1e-3}, {}),
-    ("momentum", lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.5),
-     {"lr": 0.02, "momentum": 0.5}, {}),
-    ("nesterov", lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, nesterov=True),
-     {"lr": 1e-3}, {}),
-    ("nesterov", lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.7, nesterov=True),
-     {"lr": 0.02, "momentum": 0.7}, {}),
+    (
+        "momentum",
+        lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.5),
+        {"lr": 0.02, "momentum": 0.5},
+        {},
+    ),
+    (
+        "nesterov",
+        lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9, nesterov=True),
+        {"lr": 1e-3},
+        {},
+    ),
+    (
+        "nesterov",
+        lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.7, nesterov=True),
+        {"lr": 0.02, "momentum": 0.7},
+        {},
+    ),
     ("adam", lambda p: torch.optim.Adam(p), {"lr": 1e-3}, {}),
-    ("adam", lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99)), {"lr": 0.01},
-     {"v": 0.8, "s": 0.99}),
+    (
+        "adam",
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99)),
+        {"lr": 0.01},
+        {"v": 0.8, "s": 0.99},
+    ),
     ("adamw", lambda p: torch.optim.AdamW(p), {"lr": 1e-3}, {}),
-    ("adamw", lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.85, 0.995)), {"lr": 0.01},
-     {"v": 0.85, "s": 0.995}),
+    (
+        "adamw",
+        lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.85, 0.995)),
+        {"lr": 0.01},
+        {"v": 0.85, "s": 0.995},
+    ),
     ("rmsprop", lambda p: torch.optim.RMSprop(p), {"lr": 0.01}, {}),
-    ("rmsprop", lambda p: torch.optim.RMSprop(p, lr=3e-3, alpha=0.9), {"lr": 3e-3},
-     {"s": 0.9}),
+    ("rmsprop", lambda p: torch.optim.RMSprop(p, lr=3e-3, alpha=0.9), {"lr": 3e-3}, {"s": 0.9}),
 ]
 
 
-@pytest.mark.parametrize(("name", "make", "kwargs", "moments"), PARITY,
-                         ids=[f"{p[0]}-{i}" for i, p in enumerate(PARITY)])
+@pytest.mark.parametrize(
+    ("name", "make", "kwargs", "moments"), PARITY, ids=[f"{p[0]}-{i}" for i, p in enumerate(PARITY)]
+)
 def test_baselines_match_torch_optim_step_for_step(name, make, kwargs, moments):
     base = zoo.get(name)
     cand = base
     if moments:
         cand = parse(zoo.entry(name).text, _with_betas(name, **moments))
-        cand = zoo.ZooCandidate(cand.update, cand.momentum, cand.grammar, cand.lr,
-                                name=name, options=base.options)
+        cand = zoo.ZooCandidate(
+            cand.update, cand.momentum, cand.grammar, cand.lr, name=name, options=base.options
+        )
     ours, theirs = _problem(), _problem()
     got = _train(SymbolicOptimizer(ours, cand, **kwargs), ours)
     want = _train(make(theirs), theirs)
@@ -153,8 +177,9 @@ def test_state_dict_round_trip_is_bit_identical(layout):
 
     def model(seed):
         torch.manual_seed(seed)  # only the model's initial weights
-        return torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(),
-                                   torch.nn.Linear(4, 1)).double()
+        return torch.nn.Sequential(
+            torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)
+        ).double()
 
     gen = torch.Generator().manual_seed(3)
     xs = torch.randn(100, 8, 5, generator=gen, dtype=torch.float64)
@@ -188,12 +213,11 @@ def test_state_dict_round_trip_is_bit_identical(layout):
 
 def test_param_groups_have_their_own_lr_and_closure_returns_the_loss():
     a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
-    opt = SymbolicOptimizer([{"params": [a]}, {"params": [b], "lr": 0.5}], "none ~ g",
-                            lr=0.1)
+    opt = SymbolicOptimizer([{"params": [a]}, {"params": [b], "lr": 0.5}], "none ~ g", lr=0.1)
 
     def closure():
         opt.zero_grad()
-        loss = (a.sum() + b.sum())
+        loss = a.sum() + b.sum()
         loss.backward()
         return loss
 

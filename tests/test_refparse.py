@@ -55,12 +55,14 @@ EXAMPLES = {
     "Nest ~ bessel_i1e(bessel_i1e([(a13)*(a2)][g]))": "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
     "Nest ~ bessel_i1e([(a13)*(a2)][g])": "nest ~ i1e(decay(mul(a13, a2), g))",
     "None ~ tanh(g)/(1+|tanh(g)|)": "none ~ softsign(tanh(g))",
-    "Mom ~ clip([deriv_sig(a1)][sign(g)], [sqrt(1/(1+exp(-a3))][v hat])":
-        "mom ~ clip(decay(deriv_sig(a1), sign_g), decay(sqrt_abs(sigmoid(a3)), v_hat))",
+    "Mom ~ clip([deriv_sig(a1)][sign(g)], [sqrt(1/(1+exp(-a3))][v hat])": (
+        "mom ~ clip(decay(deriv_sig(a1), sign_g), decay(sqrt_abs(sigmoid(a3)), v_hat))"
+    ),
     "None ~ (0.95*(sign(v hat))+0.05*(clip(((1-0.99)*g^2+0.99*lam hat), "
     "10-6w/(1+|10-6w|))))": "none ~ mix(sign_v_hat, clip(qhm_lam, softsign(wd6)))",
-    "Nest ~ (g) / (sqrt(1+(max([deriv_sig(a2)][g^2], 0))^2))":
-        "nest ~ div_sqrt(g, relu(decay(deriv_sig(a2), g2)))",
+    "Nest ~ (g) / (sqrt(1+(max([deriv_sig(a2)][g^2], 0))^2))": (
+        "nest ~ div_sqrt(g, relu(decay(deriv_sig(a2), g2)))"
+    ),
     "None ~ [1/(1+exp(-a5)/(1+|1/(1+exp(-a5)|)][g]": "none ~ decay(softsign(sigmoid(a5)), g)",
     "Mom ~ (|g|)^(1/(1+|g|))": "mom ~ pow_abs(g, deriv_soft(g))",
     "None ~ 1/(1+|g^2|)": "none ~ deriv_soft(g2)",
@@ -254,7 +256,7 @@ def test_mangled_log_strings_fail_cleanly(log_strings: list[str], morgan: Gramma
         text = log_strings[int(rng.integers(len(log_strings)))]
         k = int(rng.integers(len(text)))
         if rng.random() < 0.5:
-            text = text[:k] + text[k + 1:]
+            text = text[:k] + text[k + 1 :]
         else:
             text = text[:k] + alphabet[int(rng.integers(len(alphabet)))] + text[k:]
         try:

@@ -47,8 +47,7 @@ def samples() -> dict[str, list[Candidate]]:
 def _decays(c: Candidate) -> list[list]:
     """The schedule node lists of every decay in the update."""
     nodes = list(c.update)
-    return [nodes[c.update.searchSubtree(i + 1)] for i, n in enumerate(nodes)
-            if n.name == "decay"]
+    return [nodes[c.update.searchSubtree(i + 1)] for i, n in enumerate(nodes) if n.name == "decay"]
 
 
 @pytest.mark.parametrize("name", GRAMMARS)
@@ -198,16 +197,22 @@ def test_grow_respects_parameters(samples):
     assert min(c.depth for c in cands) >= 2  # min_depth = 2: never a lone operand
     # grow depth 4 plus a decay wrapper on each of at most 3 edges along a path
     assert max(c.depth for c in cands) <= g.max_depth
-    weights = collections.Counter(n.name for c in samples["tiny"] for n in c.update
-                                  if isinstance(n, gp.Terminal) and n.ret is not Schedule)
+    weights = collections.Counter(
+        n.name
+        for c in samples["tiny"]
+        for n in c.update
+        if isinstance(n, gp.Terminal) and n.ret is not Schedule
+    )
     # operand `one` has weight 0.5, the other three 1
     assert 0.35 < weights["one"] / weights["g"] < 0.65
 
 
 def test_bello_signs_expressible():
     g = load_grammar("bello2017")
-    for text in ("mul(exp(mul(sign_g, sign_v_hat)), g)",
-                 "mul(add(one, mul(sign_g, sign_v_hat)), g)"):
+    for text in (
+        "mul(exp(mul(sign_g, sign_v_hat)), g)",
+        "mul(add(one, mul(sign_g, sign_v_hat)), g)",
+    ):
         c = parse_canonical(text, g)
         assert c.within_limits()
         assert str(c) == f"none ~ {text}"
@@ -219,7 +224,8 @@ def _grammar(extra: str) -> Grammar:
 
 def test_impossible_limits_raise(monkeypatch):
     monkeypatch.setattr(sample, "MAX_ATTEMPTS", 50)
-    g = _grammar("[limits]\nmax_depth = 1\n[sampling]\nmin_depth = 2\nmax_depth = 3\n"
-                 "[mutation]\ndecay = 0\n")
+    g = _grammar(
+        "[limits]\nmax_depth = 1\n[sampling]\nmin_depth = 2\nmax_depth = 3\n[mutation]\ndecay = 0\n"
+    )
     with pytest.raises(GrammarError, match="no candidate within the limits"):
         sample_candidate(g, random.Random(0))

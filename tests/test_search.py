@@ -52,21 +52,40 @@ def tiny():
 
 
 def search(grammar, executor, **overrides):
-    cfg = SearchConfig(**{"grammar": "tiny", "task": "fake", "particles": 4, "steps": 3,
-                          "children": 4, "init_factor": 4, "seed": 3,
-                          "fake": {"fail_rate": 0.25}, **overrides})
+    cfg = SearchConfig(
+        **{
+            "grammar": "tiny",
+            "task": "fake",
+            "particles": 4,
+            "steps": 3,
+            "children": 4,
+            "init_factor": 4,
+            "seed": 3,
+            "fake": {"fail_rate": 0.25},
+            **overrides,
+        }
+    )
     store = MemoryStore()
-    outcome = run_search(cfg, grammar, executor=executor, store=store,
-                         job_factory=functools.partial(job_payload, options=cfg.fake))
+    outcome = run_search(
+        cfg,
+        grammar,
+        executor=executor,
+        store=store,
+        job_factory=functools.partial(job_payload, options=cfg.fake),
+    )
     return outcome, store
 
 
 def decisions(store):
     """What the search decided, independent of the order records were written in."""
-    evals = sorted((r["cache_id"], r["candidate"], r["status"], r["fitness"])
-                   for r in store.records if r["type"] == "eval")
-    others = sorted((r["origin"], repr(sorted(r.items()))) for r in store.records
-                    if r["type"] != "eval")
+    evals = sorted(
+        (r["cache_id"], r["candidate"], r["status"], r["fitness"])
+        for r in store.records
+        if r["type"] == "eval"
+    )
+    others = sorted(
+        (r["origin"], repr(sorted(r.items()))) for r in store.records if r["type"] != "eval"
+    )
     return evals, others
 
 
@@ -94,13 +113,15 @@ def test_paper_shape_and_bookkeeping(tiny):
     assert len(inits) == 16  # 10·n in the paper; init_factor 4 here
     moves = [r for r in recs if r["type"] == "move"]
     assert sorted((m["particle"], m["step"]) for m in moves) == [
-        (p, s) for p in range(4) for s in range(3)]
+        (p, s) for p in range(4) for s in range(3)
+    ]
     for m in moves:
         assert len(m["children"]) == 4
         # a particle starts each step where the previous move left it
         if m["step"]:
-            [prev] = [x for x in moves if (x["particle"], x["step"]) == (m["particle"],
-                                                                         m["step"] - 1)]
+            [prev] = [
+                x for x in moves if (x["particle"], x["step"]) == (m["particle"], m["step"] - 1)
+            ]
             assert m["from"] == prev["to"]
     rejected = collections.Counter()
     for r in recs:
@@ -108,11 +129,27 @@ def test_paper_shape_and_bookkeeping(tiny):
             rejected.update(r["counts"])
     assert dict(rejected) == outcome.rejections and sum(rejected.values()) > 0
     evals = [r for r in recs if r["type"] == "eval"]
-    for field in ("candidate", "key", "fingerprint", "parent", "mutation", "fitness_per_seed",
-                  "status", "reason", "wall_s", "worker"):
+    for field in (
+        "candidate",
+        "key",
+        "fingerprint",
+        "parent",
+        "mutation",
+        "fitness_per_seed",
+        "status",
+        "reason",
+        "wall_s",
+        "worker",
+    ):
         assert all(field in r for r in evals), field
     assert {r["mutation"] for r in evals if r["stage"] == "full" and r["parent"]} <= {
-        "op", "connection", "arity", "momentum", "decay", "lr_schedule"}
+        "op",
+        "connection",
+        "arity",
+        "momentum",
+        "decay",
+        "lr_schedule",
+    }
     assert store.checkpoints and store.checkpoints[-1]["particles"][0]["rng"][0] == 3
 
 
@@ -135,8 +172,11 @@ def test_non_elitist_moves_can_go_down_elitist_never(tiny):
         reeval = {r["origin"]: r for r in store.records if r["type"] == "eval"}
         out = 0
         for m in moves:
-            before = [x["fitness"] for x in moves
-                      if (x["particle"], x["step"]) == (m["particle"], m["step"] - 1)]
+            before = [
+                x["fitness"]
+                for x in moves
+                if (x["particle"], x["step"]) == (m["particle"], m["step"] - 1)
+            ]
             if m["step"] == 0:
                 r = reeval.get(f"p{m['particle']}/reeval")
                 before = [r["fitness"]] if r and r["fitness"] is not None else []
@@ -154,8 +194,7 @@ def test_non_elitist_moves_can_go_down_elitist_never(tiny):
 
 def test_global_dedup_trains_each_function_once(tiny):
     grammar = tiny
-    kw = {"particles": 6, "steps": 3, "children": 6, "init_factor": 2, "seed": 11,
-          "fake": {}}
+    kw = {"particles": 6, "steps": 3, "children": 6, "init_factor": 2, "seed": 11, "fake": {}}
     on, on_store = search(grammar, SerialExecutor(FAKE), dedup=True, **kw)
     _, off_store = search(grammar, SerialExecutor(FAKE), dedup=False, **kw)
     on_stats, off_stats = run_stats(on_store.records), run_stats(off_store.records)
@@ -174,11 +213,25 @@ def test_budget_stops_the_search(tiny):
 
 def test_rescore_and_seeds(tiny):
     seed_text = "nest ~ mul(g, v_hat)"
-    cfg = SearchConfig(grammar="tiny", task="fake", particles=3, steps=2, children=3,
-                       init_factor=3, rescore_top=3, rescore_seeds=4)
+    cfg = SearchConfig(
+        grammar="tiny",
+        task="fake",
+        particles=3,
+        steps=2,
+        children=3,
+        init_factor=3,
+        rescore_top=3,
+        rescore_seeds=4,
+    )
     store = MemoryStore()
-    run_search(cfg, tiny, executor=SerialExecutor(FAKE), store=store,
-               seeds=[parse(seed_text, tiny)], job_factory=job_payload)
+    run_search(
+        cfg,
+        tiny,
+        executor=SerialExecutor(FAKE),
+        store=store,
+        seeds=[parse(seed_text, tiny)],
+        job_factory=job_payload,
+    )
     first = next(r for r in store.records if r["type"] == "eval")
     assert first["origin"] == "init/0" and first["mutation"] == "seed"
     rescored = [r for r in store.records if r["type"] == "eval" and r["stage"] == "rescore"]
@@ -189,11 +242,11 @@ def test_rescore_and_seeds(tiny):
 
 def test_search_goes_on_when_workers_crash(tiny):
     with LocalExecutor(FAKE, workers=2, timeout_s=30) as ex:
-        outcome, store = search(tiny, ex, particles=2, steps=2, children=3,
-                                fake={"crash_rate": 0.15, "error_rate": 0.1})
+        outcome, store = search(
+            tiny, ex, particles=2, steps=2, children=3, fake={"crash_rate": 0.15, "error_rate": 0.1}
+        )
     assert outcome.status == "finished"
-    reasons = [r["reason"] for r in store.records if r["type"] == "eval"
-               and r["status"] == "error"]
+    reasons = [r["reason"] for r in store.records if r["type"] == "eval" and r["status"] == "error"]
     assert any("SIGKILL" in x for x in reasons) and any("ValueError" in x for x in reasons)
     assert sum(r["status"] == "ok" for r in store.records if r["type"] == "eval") > 10
 

@@ -17,8 +17,22 @@ from nos.cli import main
 from nos.search.report import hall_of_fame
 from nos.search.store import load_run
 
-SHAPE = ["--task", "fake", "--grammar", "tiny", "--particles", "3", "--steps", "3",
-         "--children", "3", "--init-factor", "3", "--seed", "7"]
+SHAPE = [
+    "--task",
+    "fake",
+    "--grammar",
+    "tiny",
+    "--particles",
+    "3",
+    "--steps",
+    "3",
+    "--children",
+    "3",
+    "--init-factor",
+    "3",
+    "--seed",
+    "7",
+]
 
 
 def run(capsys, *argv):
@@ -29,14 +43,24 @@ def run(capsys, *argv):
 
 def fingerprint_of_run(root: Path, name: str):
     data = load_run(name, root)
-    evals = sorted((r["cache_id"], r["candidate"], r["status"], r["fitness"])
-                   for r in data.evals)
+    evals = sorted((r["cache_id"], r["candidate"], r["status"], r["fitness"]) for r in data.evals)
     return hall_of_fame(data.records, 10), evals
 
 
 def test_search_runs_show(capsys, tmp_path):
-    code, out, err = run(capsys, "search", *SHAPE, "--executor", "serial", "--name", "demo",
-                         "--root", tmp_path, "--fake", '{"fail_rate": 0.3}')
+    code, out, err = run(
+        capsys,
+        "search",
+        *SHAPE,
+        "--executor",
+        "serial",
+        "--name",
+        "demo",
+        "--root",
+        tmp_path,
+        "--fake",
+        '{"fail_rate": 0.3}',
+    )
     assert code == 0, err
     assert "run demo: finished" in out and "hall of fame" in out and ">>>>" in out
     assert "nos export demo --rank 1" in out
@@ -45,8 +69,15 @@ def test_search_runs_show(capsys, tmp_path):
     assert out.split("\n")[1].split()[:2] == ["demo", "finished"]
     code, out, _ = run(capsys, "show", "demo", "--root", tmp_path)
     assert code == 0
-    for part in ("hall of fame", "Pareto front", "evaluations:", "failed_threshold",
-                 "integrity-check rejections:", "wasted evaluations:", "throughput:"):
+    for part in (
+        "hall of fame",
+        "Pareto front",
+        "evaluations:",
+        "failed_threshold",
+        "integrity-check rejections:",
+        "wasted evaluations:",
+        "throughput:",
+    ):
         assert part in out, part
     assert (tmp_path / "demo" / "progress.png").stat().st_size > 1000
     assert (tmp_path / "demo" / "pareto.png").stat().st_size > 1000
@@ -59,11 +90,25 @@ def test_search_runs_show(capsys, tmp_path):
     # seeding the initial population from that run and from an imported log
     winner = shown["hall_of_fame"][0]["candidate"]
     log = tmp_path / "imported.jsonl"
-    log.write_text(json.dumps({"canonical": "none ~ sign(g)", "val_acc": 0.8, "failed": False})
-                   + "\n" + json.dumps({"canonical": None, "val_acc": None, "failed": True})
-                   + "\n")
-    code, _, err = run(capsys, "search", *SHAPE, "--executor", "serial", "--name", "seeded",
-                       "--root", tmp_path, "--seed-from", f"{log},demo")
+    log.write_text(
+        json.dumps({"canonical": "none ~ sign(g)", "val_acc": 0.8, "failed": False})
+        + "\n"
+        + json.dumps({"canonical": None, "val_acc": None, "failed": True})
+        + "\n"
+    )
+    code, _, err = run(
+        capsys,
+        "search",
+        *SHAPE,
+        "--executor",
+        "serial",
+        "--name",
+        "seeded",
+        "--root",
+        tmp_path,
+        "--seed-from",
+        f"{log},demo",
+    )
     assert code == 0, err
     inits = [r for r in load_run("seeded", tmp_path).evals if r["stage"] == "init"]
     assert inits[0]["candidate"] == "none ~ sign(g)" and inits[0]["mutation"] == "seed"
@@ -73,16 +118,19 @@ def test_search_runs_show(capsys, tmp_path):
     assert code == 1 and "neither zoo:NAME" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["show", "nope"], "no run named"),
-    (["search", "--budget", "ten"], "bad budget"),
-    (["search", "--particles", "0"], "positive integer"),
-    (["search", "--task", "imagenet"], "unknown task"),
-    (["search", "--strategy", "annealing", "--task", "fake"], "unknown strategy"),
-    (["search", "--resume", "demo", "--seed", "3"], "keeps the run's own settings"),
-    (["search", "--resume", "nope"], "no run named"),
-    (["search", "--task", "fake", "--fake", "[1]"], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["show", "nope"], "no run named"),
+        (["search", "--budget", "ten"], "bad budget"),
+        (["search", "--particles", "0"], "positive integer"),
+        (["search", "--task", "imagenet"], "unknown task"),
+        (["search", "--strategy", "annealing", "--task", "fake"], "unknown strategy"),
+        (["search", "--resume", "demo", "--seed", "3"], "keeps the run's own settings"),
+        (["search", "--resume", "nope"], "no run named"),
+        (["search", "--task", "fake", "--fake", "[1]"], "JSON object"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, tmp_path, argv, message):
     code, _, err = run(capsys, *argv, "--root", tmp_path)
     assert code == 1
@@ -99,15 +147,29 @@ def test_corrupt_run_file_is_an_error(capsys, tmp_path):
 def _driver(root: Path, extra: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONHASHSEED": str(random.randrange(1 << 16))}
     with open(log, "ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "nos", "search", *extra, "--root",
-                                 str(root), "--no-progress"], stdout=subprocess.DEVNULL,
-                                stderr=err, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "nos", "search", *extra, "--root", str(root), "--no-progress"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
 
 
 def test_resume_after_sigkill_gives_the_same_hall_of_fame(capsys, tmp_path):
     fake = json.dumps({"fail_rate": 0.3, "sleep_s": 0.02})
-    code, _, err = run(capsys, "search", *SHAPE, "--executor", "serial", "--name", "ref",
-                       "--root", tmp_path, "--fake", fake)
+    code, _, err = run(
+        capsys,
+        "search",
+        *SHAPE,
+        "--executor",
+        "serial",
+        "--name",
+        "ref",
+        "--root",
+        tmp_path,
+        "--fake",
+        fake,
+    )
     assert code == 0, err
     reference = fingerprint_of_run(tmp_path, "ref")
     total = len(reference[1])
@@ -152,8 +214,7 @@ def test_real_jobs_are_eval_specs(tmp_path):
     from nos.symbolic.grammar import load_grammar
     from nos.training.spec import EvalSpec
 
-    cfg = SearchConfig(grammar="tiny", task="digits", preset="quick", particles=1,
-                       init_factor=1)
+    cfg = SearchConfig(grammar="tiny", task="digits", preset="quick", particles=1, init_factor=1)
     function, factory = _job_setup(cfg, Execution(), load_grammar("tiny").path)
     assert function == "nos.search.worker:evaluate_job"
     batch = next(ParticleGA(cfg, load_grammar("tiny")).initial_phase())

@@ -13,8 +13,16 @@ from nos.search.report import candidate_at_rank
 from nos.search.store import RunStore, list_runs, load_run, to_toml
 from nos.symbolic.grammar import load_grammar
 
-CONFIG = {"search": {"grammar": "tiny", "task": "fake", "seed": 3, "seed_from": ["zoo:adam"],
-                     "fake": {"fail_rate": 0.5}}, "execution": {"workers": 2}}
+CONFIG = {
+    "search": {
+        "grammar": "tiny",
+        "task": "fake",
+        "seed": 3,
+        "seed_from": ["zoo:adam"],
+        "fake": {"fail_rate": 0.5},
+    },
+    "execution": {"workers": 2},
+}
 
 
 def make(tmp_path: Path, name="r1") -> RunStore:
@@ -22,17 +30,43 @@ def make(tmp_path: Path, name="r1") -> RunStore:
 
 
 def evaluation(i: int, fitness: float, text="none ~ g", fp=None) -> dict:
-    return {"type": "eval", "cache_id": f"full:{fp or i}", "origin": f"p0/s0/c{i}/t0",
-            "stage": "full", "candidate": text, "key": f"k{i}", "fingerprint": fp or f"f{i}",
-            "size": 1, "status": "ok", "fitness": fitness, "elapsed_s": float(i)}
+    return {
+        "type": "eval",
+        "cache_id": f"full:{fp or i}",
+        "origin": f"p0/s0/c{i}/t0",
+        "stage": "full",
+        "candidate": text,
+        "key": f"k{i}",
+        "fingerprint": fp or f"f{i}",
+        "size": 1,
+        "status": "ok",
+        "fitness": fitness,
+        "elapsed_s": float(i),
+    }
 
 
 def test_toml_round_trip():
-    data = {"a": {"s": 'quote " and \\ and é', "i": 3, "f": 0.25, "b": False,
-                  "l": [1, "x"], "skip": None, "sub": {"x": 1}}}
-    assert tomllib.loads(to_toml(data)) == {"a": {"s": 'quote " and \\ and é', "i": 3,
-                                                  "f": 0.25, "b": False, "l": [1, "x"],
-                                                  "sub": {"x": 1}}}
+    data = {
+        "a": {
+            "s": 'quote " and \\ and é',
+            "i": 3,
+            "f": 0.25,
+            "b": False,
+            "l": [1, "x"],
+            "skip": None,
+            "sub": {"x": 1},
+        }
+    }
+    assert tomllib.loads(to_toml(data)) == {
+        "a": {
+            "s": 'quote " and \\ and é',
+            "i": 3,
+            "f": 0.25,
+            "b": False,
+            "l": [1, "x"],
+            "sub": {"x": 1},
+        }
+    }
 
 
 def test_create_append_and_read_back(tmp_path):

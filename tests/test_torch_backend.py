@@ -67,9 +67,16 @@ def torch_run(ph, gs: np.ndarray, w0: np.ndarray, sigma: float, layout: str) -> 
     mom = [torch.zeros_like(w)] if layout == "foreach" else torch.zeros_like(w)
     for t in range(STEPS):
         mult = float(lr_np.lr(t / T, 1 / T, NumpyRuntime()))
-        sc = {k: torch.tensor(v, dtype=torch.float64) for k, v in
-              {"t": t, "tau": t / T, "inv_T": 1 / T, "eta": sigma * ETAS[t] * mult,
-               "mu": MUS[t]}.items()}
+        sc = {
+            k: torch.tensor(v, dtype=torch.float64)
+            for k, v in {
+                "t": t,
+                "tau": t / T,
+                "inv_T": 1 / T,
+                "eta": sigma * ETAS[t] * mult,
+                "mu": MUS[t],
+            }.items()
+        }
         noise = {s: torch.tensor(noise_rng.random(N)) for s in drops}
         rt.noise = {s: [u] for s, u in noise.items()} if layout == "foreach" else noise
         fn([w], [torch.tensor(gs[t])], state, mom if ph.momentum != "none" else None, sc, rt)
@@ -129,16 +136,16 @@ def test_stateful_ops_dropout_and_decays_agree():
         ph = parse(text, grammar).phenotype
         gs, w0 = _gradients(rng), rng.normal(size=N)
         for layout in ("foreach", "flat"):
-            assert _agree(torch_run(ph, gs, w0, -1.0, layout), numpy_run(ph, gs, w0, -1.0),
-                          1e-10), (text, layout)
+            assert _agree(
+                torch_run(ph, gs, w0, -1.0, layout), numpy_run(ph, gs, w0, -1.0), 1e-10
+            ), (text, layout)
 
 
 def test_flat_clip_norm_acts_per_tensor():
     rt = TorchRuntime(sizes=[3, 2])
     x = torch.tensor([3.0, 4.0, 0.0, 0.3, 0.4], dtype=torch.float64)
     out = rt.clip_norm(x)
-    torch.testing.assert_close(out, torch.tensor([0.6, 0.8, 0.0, 0.3, 0.4],
-                                                 dtype=torch.float64))
+    torch.testing.assert_close(out, torch.tensor([0.6, 0.8, 0.0, 0.3, 0.4], dtype=torch.float64))
     lists = rt.clip_norm(FList([x[:3], x[3:]]))
     torch.testing.assert_close(torch.cat(lists.ts), out)
 
@@ -152,8 +159,7 @@ def test_sign_of_nan_is_nan_as_in_numpy():
 @pytest.mark.slow
 def test_compiled_step_matches_eager():
     pytest.importorskip("torch._inductor")
-    cand = parse("nest ~ add(tanh(qhm_v), decay(mul(a13, a2), sign_g))",
-                 load_grammar("morgan2024"))
+    cand = parse("nest ~ add(tanh(qhm_v), decay(mul(a13, a2), sign_g))", load_grammar("morgan2024"))
     c = compile_phenotype(cand.phenotype, "torch")
     rng = np.random.default_rng(3)
     gs = _gradients(rng)
@@ -167,9 +173,16 @@ def test_compiled_step_matches_eager():
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no fallback warning: it really compiled
             for t in range(20):
-                sc = {k: torch.tensor(v, dtype=torch.float64) for k, v in
-                      {"t": t, "tau": t / T, "inv_T": 1 / T, "eta": -0.01 * (t + 1),
-                       "mu": 0.9}.items()}
+                sc = {
+                    k: torch.tensor(v, dtype=torch.float64)
+                    for k, v in {
+                        "t": t,
+                        "tau": t / T,
+                        "inv_T": 1 / T,
+                        "eta": -0.01 * (t + 1),
+                        "mu": 0.9,
+                    }.items()
+                }
                 grads = [torch.tensor(gs[t]), torch.tensor(gs[t][:3])]
                 fn(w, grads, state, mom, sc, rt)  # new scalar values: no recompile
         outs.append(torch.cat(w))
@@ -182,14 +195,17 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     def broken(fn, **_kw):
         def call(*_args):
             raise RuntimeError("no compiler")
+
         return call
 
     monkeypatch.setattr(bt.torch, "compile", broken)
     c = compile_phenotype(parse("none ~ g", load_grammar("morgan2024")).phenotype, "torch")
     fn = group_step(c, "none", compile=True, key="fallback-test")
     w = [torch.ones(2, dtype=torch.float64)]
-    sc = {k: torch.tensor(v, dtype=torch.float64) for k, v in
-          {"t": 0, "tau": 0.0, "inv_T": 0.01, "eta": -0.5, "mu": 0.9}.items()}
+    sc = {
+        k: torch.tensor(v, dtype=torch.float64)
+        for k, v in {"t": 0, "tau": 0.0, "inv_T": 0.01, "eta": -0.5, "mu": 0.9}.items()
+    }
     with pytest.warns(RuntimeWarning, match="torch.compile failed") as rec:
         fn(w, [torch.ones(2, dtype=torch.float64)], {}, None, sc, TorchRuntime())
         fn(w, [torch.ones(2, dtype=torch.float64)], {}, None, sc, TorchRuntime())
@@ -201,8 +217,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
 def test_cuda_step_matches_cpu():
     from nos.optim import SymbolicOptimizer
 
-    cand = parse("nest ~ add(clip_norm(qhm_v), drop10(decay(a3, g)))",
-                 load_grammar("morgan2024"))
+    cand = parse("nest ~ add(clip_norm(qhm_v), drop10(decay(a3, g)))", load_grammar("morgan2024"))
     out = []
     for device in ("cpu", "cuda"):
         p = torch.nn.Parameter(torch.linspace(-1, 1, 64, dtype=torch.float64, device=device))
@@ -213,4 +228,3 @@ def test_cuda_step_matches_cpu():
         out.append(p.detach().cpu())
     # dropout masks come from per-device generators, so compare the no-dropout parts only
     assert torch.isfinite(out[1]).all()
-

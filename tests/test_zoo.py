@@ -15,10 +15,12 @@ from nos.zoo import catalogue as zoo
 
 torch.set_num_threads(1)
 
-EXPECTED = ([f"opt{i}" for i in range(1, 11)] + [f"adamclip{i}" for i in range(5)]
-            + [f"lr{i}" for i in range(9)]
-            + ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "lion",
-               "powersign", "addsign"])
+EXPECTED = (
+    [f"opt{i}" for i in range(1, 11)]
+    + [f"adamclip{i}" for i in range(5)]
+    + [f"lr{i}" for i in range(9)]
+    + ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "lion", "powersign", "addsign"]
+)
 
 
 def test_every_required_entry_is_a_candidate_of_its_grammar():
@@ -37,9 +39,16 @@ def _multiplier(name: str, T: int = 1000) -> np.ndarray:
 
 
 # (schedule, M at t = 0, max of M over [0, T)) from spec §7.4
-RANGES = [("lr0", 0.157, 1.96), ("lr1", 0.157, 4.67), ("lr2", 0.0, 8.36),
-          ("lr3", 0.34, 1.07), ("lr4", 1.09, 9.41), ("lr5", 0.0, 0.785), ("lr6", 1.0, 1.41),
-          ("lr8", 0.0, 0.76)]
+RANGES = [
+    ("lr0", 0.157, 1.96),
+    ("lr1", 0.157, 4.67),
+    ("lr2", 0.0, 8.36),
+    ("lr3", 0.34, 1.07),
+    ("lr4", 1.09, 9.41),
+    ("lr5", 0.0, 0.785),
+    ("lr6", 1.0, 1.41),
+    ("lr8", 0.0, 0.76),
+]
 
 
 @pytest.mark.parametrize(("name", "start", "top"), RANGES)
@@ -54,7 +63,7 @@ def test_lr7_starts_at_1e7_then_settles():
     m = _multiplier("lr7")
     assert m[0] == pytest.approx(1e7)
     assert np.all(np.diff(m) < 0)  # falls from there
-    assert m[len(m) // 4:].min() > 1.4 and m[len(m) // 4:].max() < 2.0
+    assert m[len(m) // 4 :].min() > 1.4 and m[len(m) // 4 :].max() < 2.0
 
 
 def test_opt10_decay_peaks_near_the_spec_value():
@@ -63,8 +72,9 @@ def test_opt10_decay_peaks_near_the_spec_value():
     c = compile_phenotype(ph)
     # U = i1e(i1e(d g)); for tiny g, U ~ d g / 4, so U/g recovers d(t)/4
     g = np.full(1, 1e-6)
-    vals = np.array([c.update(g, g, {}, t, t / T, 1 / T, NumpyRuntime())[0] / 1e-6 * 4
-                     for t in range(T)])
+    vals = np.array(
+        [c.update(g, g, {}, t, t / T, 1 / T, NumpyRuntime())[0] / 1e-6 * 4 for t in range(T)]
+    )
     assert vals.max() == pytest.approx(0.635, abs=0.01)
     assert vals.argmax() / T == pytest.approx(0.82, abs=0.02)
 

@@ -52,8 +52,7 @@ def _warm(preset: str, optimizer: str | None = None) -> None:
     p = get_preset(preset)
     load_task(p.task, augment=p.augment, width=p.width)
     if optimizer is not None:
-        evaluate(EvalSpec(optimizer, preset=preset, seeds=(99,),
-                          overrides={"final_epochs": 5}))
+        evaluate(EvalSpec(optimizer, preset=preset, seeds=(99,), overrides={"final_epochs": 5}))
 
 
 def _init_worker(preset: str, optimizer: str) -> None:
@@ -66,8 +65,10 @@ def _init_worker(preset: str, optimizer: str) -> None:
 def _specs(optimizer: str, preset: str, n: int, batch: bool) -> list[dict[str, Any]]:
     from nos.training.spec import EvalSpec
 
-    return [EvalSpec(optimizer, preset=preset, seeds=(seed,), batch_sweep=batch).to_dict()
-            for seed in range(n)]
+    return [
+        EvalSpec(optimizer, preset=preset, seeds=(seed,), batch_sweep=batch).to_dict()
+        for seed in range(n)
+    ]
 
 
 def _naive(optimizer: str, preset: str, n: int) -> tuple[float, list[float | None]]:
@@ -100,12 +101,12 @@ def _sweep_path(optimizer: str, preset: str) -> tuple[bool, float, float]:
     return times[True] < 0.85 * times[False], times[False], times[True]
 
 
-def _best(optimizer: str, preset: str, n: int, batch: bool
-          ) -> tuple[float, list[float | None]]:
+def _best(optimizer: str, preset: str, n: int, batch: bool) -> tuple[float, list[float | None]]:
     ctx = mp.get_context("spawn")
     # Workers start warm (imports, data, first calls), as they are in a running search.
-    with cf.ProcessPoolExecutor(2, mp_context=ctx, initializer=_init_worker,
-                                initargs=(preset, optimizer)) as pool:
+    with cf.ProcessPoolExecutor(
+        2, mp_context=ctx, initializer=_init_worker, initargs=(preset, optimizer)
+    ) as pool:
         list(pool.map(time.sleep, [0.5, 0.5]))  # wait until both have started
         started = time.perf_counter()
         fits = [f for f, _, _ in pool.map(_one, _specs(optimizer, preset, n, batch))]
@@ -145,8 +146,9 @@ def _fmt(fits: list[float | None]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--optimizer", default=None, help="zoo:NAME, torch:NAME or candidate")
-    parser.add_argument("--evals", type=int, default=None,
-                        help="evaluations per path (default: 8 quick, 4 mnist1d)")
+    parser.add_argument(
+        "--evals", type=int, default=None, help="evaluations per path (default: 8 quick, 4 mnist1d)"
+    )
     parser.add_argument("--presets", nargs="+", default=["quick", "mnist1d"])
     parser.add_argument("--no-paper", action="store_true", help="skip the paper step rate")
     args = parser.parse_args()
@@ -156,20 +158,31 @@ def main() -> None:
     for preset in args.presets:
         n = args.evals or (8 if preset == "quick" else 4)
         batch, seq_s, bat_s = _sweep_path(optimizer, preset)
-        print(f"\n[{preset}] one evaluation, 1 thread: sequential sweep {seq_s:.2f} s, "
-              f"batched (vmap) sweep {bat_s:.2f} s -> best path uses "
-              f"{'batched' if batch else 'sequential'}")
+        print(
+            f"\n[{preset}] one evaluation, 1 thread: sequential sweep {seq_s:.2f} s, "
+            f"batched (vmap) sweep {bat_s:.2f} s -> best path uses "
+            f"{'batched' if batch else 'sequential'}"
+        )
         naive_s, naive_fits = _naive(optimizer, preset, n)
         best_s, best_fits = _best(optimizer, preset, n, batch)
         naive_rate, best_rate = n / naive_s * 3600, n / best_s * 3600
-        same = [abs(a - b) for a, b in zip(naive_fits, best_fits, strict=True)
-                if a is not None and b is not None]
-        print(f"  naive (1 process, sequential, eager): {naive_s / n:6.2f} s/eval  "
-              f"{naive_rate:8.0f} evals/h  {_fmt(naive_fits)}")
-        print(f"  best  (2 workers x 1 thread):        {best_s / n:6.2f} s/eval  "
-              f"{best_rate:8.0f} evals/h  {_fmt(best_fits)}")
-        print(f"  ratio {best_rate / naive_rate:.2f}x; largest per-seed fitness difference "
-              f"{max(same, default=float('nan')):.4f}")
+        same = [
+            abs(a - b)
+            for a, b in zip(naive_fits, best_fits, strict=True)
+            if a is not None and b is not None
+        ]
+        print(
+            f"  naive (1 process, sequential, eager): {naive_s / n:6.2f} s/eval  "
+            f"{naive_rate:8.0f} evals/h  {_fmt(naive_fits)}"
+        )
+        print(
+            f"  best  (2 workers x 1 thread):        {best_s / n:6.2f} s/eval  "
+            f"{best_rate:8.0f} evals/h  {_fmt(best_fits)}"
+        )
+        print(
+            f"  ratio {best_rate / naive_rate:.2f}x; largest per-seed fitness difference "
+            f"{max(same, default=float('nan')):.4f}"
+        )
     if not args.no_paper:
         from nos.training.registry import PRESETS
 
@@ -177,8 +190,10 @@ def main() -> None:
         for name, width in (("paper", 48), ("paper-init", 32)):
             rate = _paper_rate(optimizer, width)
             total = PRESETS[name].max_steps
-            print(f"  {name:10s} b={width}: {rate:5.2f} steps/s -> {total} steps "
-                  f"= {total / rate / 60:5.1f} min per evaluation (no early stop)")
+            print(
+                f"  {name:10s} b={width}: {rate:5.2f} steps/s -> {total} steps "
+                f"= {total / rate / 60:5.1f} min per evaluation (no early stop)"
+            )
         print("  reference: 51-64 min (paper, this machine), 221 s (authors' GPU)")
 
 

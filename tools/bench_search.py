@@ -52,11 +52,17 @@ def main() -> None:
     args = ap.parse_args()
     shape = {"particles": 3, "steps": 2, "children": 4, "init_factor": 3, "seed": 1}
     if args.task == "fake":
-        cfg = SearchConfig(grammar=args.grammar, task="fake", dedup=not args.no_dedup,
-                           fake={"busy_s": args.busy, "fail_rate": 0.3}, **shape)
+        cfg = SearchConfig(
+            grammar=args.grammar,
+            task="fake",
+            dedup=not args.no_dedup,
+            fake={"busy_s": args.busy, "fail_rate": 0.3},
+            **shape,
+        )
     else:
-        cfg = SearchConfig(grammar=args.grammar, task="digits", preset="quick",
-                           dedup=not args.no_dedup, **shape)
+        cfg = SearchConfig(
+            grammar=args.grammar, task="digits", preset="quick", dedup=not args.no_dedup, **shape
+        )
     results = {}
     with tempfile.TemporaryDirectory():
         for executor, workers in (("serial", 1), ("local", args.workers)):
@@ -65,9 +71,11 @@ def main() -> None:
             wall, store = one(cfg, executor, workers)
             stats = run_stats(store.records)
             results[executor] = hall_of_fame(store.records)
-            print(f"{executor:>6} x{workers}: {stats['evaluations']} evaluations in "
-                  f"{wall:.1f}s = {stats['evaluations'] / wall * 3600:,.0f}/hour; wasted "
-                  f"{100 * stats['wasted_rate']:.1f}%")
+            print(
+                f"{executor:>6} x{workers}: {stats['evaluations']} evaluations in "
+                f"{wall:.1f}s = {stats['evaluations'] / wall * 3600:,.0f}/hour; wasted "
+                f"{100 * stats['wasted_rate']:.1f}%"
+            )
     if len(results) == 2:
         print("same hall of fame:", results["serial"] == results["local"])
 

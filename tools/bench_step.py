@@ -38,9 +38,28 @@ from nos.symbolic.ops import OPERANDS
 from nos.zoo import catalogue as zoo
 from nos.zoo.resolve import parse
 
-MORGAN_OPERANDS = ("g", "g2", "g3", "v_hat", "s_hat", "lam_hat", "one", "two", "wd6", "wd5",
-                   "wd4", "wd3", "sign_g", "sign_v_hat", "qhm_v", "qhm_s", "qhm_lam",
-                   "aggmo_v", "aggmo_s", "aggmo_lam")
+MORGAN_OPERANDS = (
+    "g",
+    "g2",
+    "g3",
+    "v_hat",
+    "s_hat",
+    "lam_hat",
+    "one",
+    "two",
+    "wd6",
+    "wd5",
+    "wd4",
+    "wd3",
+    "sign_g",
+    "sign_v_hat",
+    "qhm_v",
+    "qhm_s",
+    "qhm_lam",
+    "aggmo_v",
+    "aggmo_s",
+    "aggmo_lam",
+)
 
 
 def worst_case() -> Candidate:
@@ -87,8 +106,10 @@ def bench(args: argparse.Namespace) -> None:
     candidates = {"adam": zoo.get("adam"), "opt10": zoo.get("opt10"), "worst": worst_case()}
     candidates = {k: v for k, v in candidates.items() if k in args.candidates}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'device':6} {'params':>8} {'candidate':9} {'mode':8} {'layout':7} "
-          f"{'ms/step':>8} {'/fused':>7} {'/foreach':>8}")
+    print(
+        f"{'device':6} {'params':>8} {'candidate':9} {'mode':8} {'layout':7} "
+        f"{'ms/step':>8} {'/fused':>7} {'/foreach':>8}"
+    )
     for device in args.devices:
         if device == "cuda" and not torch.cuda.is_available():
             print("cuda: not available, skipped")
@@ -103,23 +124,29 @@ def bench(args: argparse.Namespace) -> None:
             ref = {}
             for flavour in ("fused", "foreach"):
                 kw = {flavour: True}
-                ref[flavour] = time_steps(torch.optim.Adam(params, lr=1e-6, **kw),
-                                          args.steps, sync)
+                ref[flavour] = time_steps(torch.optim.Adam(params, lr=1e-6, **kw), args.steps, sync)
             print(f"{device:6} {n:>8} {'torch':9} {'fused':8} {'-':7} {ref['fused']:8.3f}")
-            print(f"{device:6} {n:>8} {'torch':9} {'foreach':8} {'-':7} "
-                  f"{ref['foreach']:8.3f}")
+            print(f"{device:6} {n:>8} {'torch':9} {'foreach':8} {'-':7} {ref['foreach']:8.3f}")
             for name, cand in candidates.items():
                 for mode in args.modes:
                     for layout in args.layouts:
                         with warnings.catch_warnings():
                             warnings.simplefilter("default")
-                            opt = SymbolicOptimizer(params, cand, lr=1e-6, total_steps=10**6,
-                                                    warmup=10, compile=mode == "compiled",
-                                                    layout=layout)
+                            opt = SymbolicOptimizer(
+                                params,
+                                cand,
+                                lr=1e-6,
+                                total_steps=10**6,
+                                warmup=10,
+                                compile=mode == "compiled",
+                                layout=layout,
+                            )
                             ms = time_steps(opt, args.steps, sync)
-                        print(f"{device:6} {n:>8} {name:9} {mode:8} {layout:7} {ms:8.3f} "
-                              f"{ms / ref['fused']:7.2f} {ms / ref['foreach']:8.2f}",
-                              flush=True)
+                        print(
+                            f"{device:6} {n:>8} {name:9} {mode:8} {layout:7} {ms:8.3f} "
+                            f"{ms / ref['fused']:7.2f} {ms / ref['foreach']:8.2f}",
+                            flush=True,
+                        )
 
 
 def sampled(n: int, seed: int = 0) -> dict[str, Candidate]:
@@ -140,11 +167,16 @@ def small(args: argparse.Namespace) -> None:
         "torch adam foreach": lambda ps: torch.optim.Adam(ps, lr=1e-3, foreach=True),
         "torch adam fused": lambda ps: torch.optim.Adam(ps, lr=1e-3, fused=True),
     }
-    cands = {"adam": zoo.get("adam"), "opt10": zoo.get("opt10"), "worst": worst_case(),
-             **sampled(args.samples)}
+    cands = {
+        "adam": zoo.get("adam"),
+        "opt10": zoo.get("opt10"),
+        "worst": worst_case(),
+        **sampled(args.samples),
+    }
     for name, cand in cands.items():
-        makers[name] = (lambda c: lambda ps: SymbolicOptimizer(
-            ps, c, lr=1e-3, total_steps=10**6, warmup=10))(cand)
+        makers[name] = (
+            lambda c: lambda ps: SymbolicOptimizer(ps, c, lr=1e-3, total_steps=10**6, warmup=10)
+        )(cand)
     opts = {}
     for name, make in makers.items():
         model = DigitsMLP(generator=torch.Generator().manual_seed(0))
@@ -163,8 +195,10 @@ def small(args: argparse.Namespace) -> None:
                 opt.step()
             best[name] = min(best[name], (time.perf_counter() - t0) / args.steps)
     ref = best["torch adam foreach"]
-    print(f"torch {torch.__version__}, 1 thread, DigitsMLP "
-          f"({sum(p.numel() for p in params)} parameters in {len(params)} tensors)")
+    print(
+        f"torch {torch.__version__}, 1 thread, DigitsMLP "
+        f"({sum(p.numel() for p in params)} parameters in {len(params)} tensors)"
+    )
     print(f"{'optimizer':20} {'us/step':>8} {'/foreach':>8}  candidate")
     for name, us in best.items():
         text = str(cands[name]) if name in cands else ""
@@ -175,15 +209,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 5_000_000])
     p.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
-    p.add_argument("--modes", nargs="+", default=["eager", "compiled"],
-                   choices=["eager", "compiled"])
+    p.add_argument(
+        "--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"]
+    )
     p.add_argument("--layouts", nargs="+", default=["foreach"], choices=["foreach", "flat"])
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--candidates", nargs="+", default=["adam", "opt10", "worst"],
-                   choices=["adam", "opt10", "worst"])
+    p.add_argument(
+        "--candidates",
+        nargs="+",
+        default=["adam", "opt10", "worst"],
+        choices=["adam", "opt10", "worst"],
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--small", action="store_true",
-                   help="per-step overhead on the digits MLP instead (one thread)")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="per-step overhead on the digits MLP instead (one thread)",
+    )
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds of --small")
     p.add_argument("--samples", type=int, default=4, help="sampled candidates in --small")
     args = p.parse_args()

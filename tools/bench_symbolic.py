@@ -69,15 +69,20 @@ def run(mode: str, grammar, n: int, seed: int) -> None:
     total = sum(stages.values())
     rate = n / wall
     valid_rate = valid / wall
-    print(f"\n[{mode}] {n} candidates in {wall:.2f} s: {rate:,.0f} candidates/s/core, "
-          f"{valid} valid ({valid_rate:,.1f} valid/s)")
+    print(
+        f"\n[{mode}] {n} candidates in {wall:.2f} s: {rate:,.0f} candidates/s/core, "
+        f"{valid} valid ({valid_rate:,.1f} valid/s)"
+    )
     for name, seconds in stages.items():
-        print(f"  {name:<16} {100 * seconds / total:5.1f} %   "
-              f"{1e3 * seconds / n:7.3f} ms/candidate")
+        print(
+            f"  {name:<16} {100 * seconds / total:5.1f} %   {1e3 * seconds / n:7.3f} ms/candidate"
+        )
     median = statistics.median(check_ms)
     p90 = statistics.quantiles(check_ms, n=10)[-1]
-    print(f"  integrity check: median {median:.2f} ms, p90 {p90:.2f} ms "
-          f"(reference median {REFERENCE_CHECK_MS:.0f} ms: {REFERENCE_CHECK_MS / median:,.0f}x)")
+    print(
+        f"  integrity check: median {median:.2f} ms, p90 {p90:.2f} ms "
+        f"(reference median {REFERENCE_CHECK_MS:.0f} ms: {REFERENCE_CHECK_MS / median:,.0f}x)"
+    )
     ref = REFERENCE_VALID_PER_S[mode]
     print(f"  valid candidates/s vs reference {ref}: {valid_rate / ref:,.0f}x")
 

@@ -52,9 +52,17 @@ def _proved_equal(a: sympy.Expr, b: sympy.Expr, seconds: int) -> bool | None:
 _NONNEGATIVE = {"s", "s_hat"}  # EMAs of g² cannot be negative
 _UNIT = {"tau", *(f"a{i}" for i in range(1, 15))}  # progress and decay bases lie in [0, 1]
 _MP = {
-    "maximum": max, "minimum": min, "exp": mpmath.exp, "abs": abs, "sign": mpmath.sign,
-    "tanh": mpmath.tanh, "atan": mpmath.atan, "asinh": mpmath.asinh, "erf": mpmath.erf,
-    "erfc": mpmath.erfc, "plog": lambda x: mpmath.log(abs(x) + mpmath.mpf("1e-7")),
+    "maximum": max,
+    "minimum": min,
+    "exp": mpmath.exp,
+    "abs": abs,
+    "sign": mpmath.sign,
+    "tanh": mpmath.tanh,
+    "atan": mpmath.atan,
+    "asinh": mpmath.asinh,
+    "erf": mpmath.erf,
+    "erfc": mpmath.erfc,
+    "plog": lambda x: mpmath.log(abs(x) + mpmath.mpf("1e-7")),
     "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
     "softplus": lambda x: mpmath.log(abs(1 + mpmath.exp(x)) + mpmath.mpf("1e-7")),
     "i1e": lambda x: mpmath.exp(-abs(x)) * mpmath.besseli(1, x),
@@ -107,8 +115,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=5, help="seconds per simplify")
     args = parser.parse_args()
     grammar = load_grammar(args.grammar)
-    strings = sorted({r.reference for r in read_log(args.log, grammar)
-                      if r.reference is not None})
+    strings = sorted({r.reference for r in read_log(args.log, grammar) if r.reference is not None})
     start = time.perf_counter()
     keys: dict[str, set[str]] = defaultdict(set)
     prints: dict[str, list] = defaultdict(list)
@@ -124,10 +131,14 @@ def main() -> None:
         prints[fingerprint(cand)].append((key, cand))
     wall = time.perf_counter() - start
     n = len(strings) - failed
-    print(f"{len(strings)} distinct strings ({failed} unreadable) -> {len(keys)} canonical keys "
-          f"-> {len(prints)} fingerprints  [{1e3 * wall / max(n, 1):.2f} ms per string]")
-    print(f"  duplicates found by the key: {n - len(keys)}; "
-          f"further merged by the fingerprint: {len(keys) - len(prints)}")
+    print(
+        f"{len(strings)} distinct strings ({failed} unreadable) -> {len(keys)} canonical keys "
+        f"-> {len(prints)} fingerprints  [{1e3 * wall / max(n, 1):.2f} ms per string]"
+    )
+    print(
+        f"  duplicates found by the key: {n - len(keys)}; "
+        f"further merged by the fingerprint: {len(keys) - len(prints)}"
+    )
 
     pairs = []
     for members in prints.values():
@@ -158,10 +169,12 @@ def main() -> None:
             different += 1
             print(f"  false merge (relative gap {gap:.2g}): {a}  ==  {b}")
     if sample:
-        print(f"verified {len(sample)} of {len(pairs)} merged pairs: {proved} proved equal by "
-              f"sympy, {numeric} equal at 30 random points, {near} equal to < 1e-5 relative, "
-              f"{different} false merges ({100 * different / len(sample):.1f} %), "
-              f"{undecided} undecided (stateful or random ops)")
+        print(
+            f"verified {len(sample)} of {len(pairs)} merged pairs: {proved} proved equal by "
+            f"sympy, {numeric} equal at 30 random points, {near} equal to < 1e-5 relative, "
+            f"{different} false merges ({100 * different / len(sample):.1f} %), "
+            f"{undecided} undecided (stateful or random ops)"
+        )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="run the integrity check on a candidate")
     p.add_argument("candidate", help="candidate text")
     p.add_argument("--grammar", default="morgan2024", help="grammar name or file")
-    p.add_argument("--no-probes", action="store_true",
-                   help="skip the cheap numeric probes; run only the paper's sphere check")
+    p.add_argument(
+        "--no-probes",
+        action="store_true",
+        help="skip the cheap numeric probes; run only the paper's sphere check",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=_run_check)
 

@@ -25,26 +25,47 @@ from nos.training.registry import PRESETS, get_preset, get_task
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="compare optimizers on a proxy task")
-    p.add_argument("optimizers", nargs="+", metavar="OPTIMIZER",
-                   help="candidate text, zoo:NAME or torch:NAME (adam, sgd, ...)")
+    p.add_argument(
+        "optimizers",
+        nargs="+",
+        metavar="OPTIMIZER",
+        help="candidate text, zoo:NAME or torch:NAME (adam, sgd, ...)",
+    )
     p.add_argument("--grammar", default="morgan2024", help="grammar of candidate texts")
-    p.add_argument("--task", default=None, metavar="TASK",
-                   help=f"{task_help()} (default: the preset's)")
-    p.add_argument("--preset", default=None,
-                   help=f"{', '.join(PRESETS)} (default: the task's particle-phase "
-                   "preset, or quick)")
+    p.add_argument(
+        "--task", default=None, metavar="TASK", help=f"{task_help()} (default: the preset's)"
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"{', '.join(PRESETS)} (default: the task's particle-phase preset, or quick)",
+    )
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default 3)")
     p.add_argument("--out", default="nos-eval", help="output directory (default nos-eval)")
-    p.add_argument("--target", type=float, default=None,
-                   help="validation accuracy for 'steps to target' (default: the preset's)")
+    p.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="validation accuracy for 'steps to target' (default: the preset's)",
+    )
     p.add_argument("--flip", action="store_true", help="negate candidate updates")
     p.add_argument("--data-dir", default=None, help="data directory (default $NOS_DATA)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per evaluation")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch intra-op threads (default 1: the proxy networks are small)")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="FIELD=VALUE", help="override a preset field, e.g. final_epochs=10")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch intra-op threads (default 1: the proxy networks are small)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a preset field, e.g. final_epochs=10",
+    )
     p.set_defaults(run=_run_eval)
 
 
@@ -99,8 +120,11 @@ def _table(rows: list[dict[str, Any]], target: float) -> str:
     lines = []
     for row in rows:
         acc = "-" if row["mean"] is None else f"{row['mean']:.4f} ± {row['std']:.4f}"
-        steps = ("-" if row["steps_to_target"] is None
-                 else f"{row['steps_to_target']:g} ({row['reached_target']}/{row['ok']})")
+        steps = (
+            "-"
+            if row["steps_to_target"] is None
+            else f"{row['steps_to_target']:g} ({row['reached_target']}/{row['ok']})"
+        )
         lr = "-" if row["lr"] is None else f"{row['lr']:g}"
         name = row["optimizer"] if len(row["optimizer"]) <= 40 else row["optimizer"][:37] + "..."
         lines.append([name, f"{row['ok']}/{row['seeds']}", acc, steps, lr])
@@ -131,10 +155,12 @@ def _plot(path: Path, curves: dict[str, list[Any]], title: str) -> None:
         steps = np.arange(1, length + 1) * runs[0].steps_per_epoch
         counts = np.sum(~np.isnan(grid), axis=0)
         mean = np.nansum(grid, axis=0) / np.maximum(counts, 1)
-        low = np.where(counts > 0, np.nanmin(np.where(np.isnan(grid), np.inf, grid), axis=0),
-                       np.nan)
-        high = np.where(counts > 0, np.nanmax(np.where(np.isnan(grid), -np.inf, grid), axis=0),
-                        np.nan)
+        low = np.where(
+            counts > 0, np.nanmin(np.where(np.isnan(grid), np.inf, grid), axis=0), np.nan
+        )
+        high = np.where(
+            counts > 0, np.nanmax(np.where(np.isnan(grid), -np.inf, grid), axis=0), np.nan
+        )
         label = spec if len(spec) <= 40 else spec[:37] + "..."
         (line,) = ax.plot(steps, mean, label=label)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
@@ -180,14 +206,28 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     seeds = list(range(args.seeds))
     results: dict[str, list[Any]] = {spec: [] for spec in factories}
-    with tqdm(total=len(factories) * len(seeds), desc="nos eval", unit="run",
-              file=sys.stderr, disable=None) as bar:
+    with tqdm(
+        total=len(factories) * len(seeds),
+        desc="nos eval",
+        unit="run",
+        file=sys.stderr,
+        disable=None,
+    ) as bar:
         for spec, factory in factories.items():
             for seed in seeds:
                 bar.set_postfix_str(f"{spec[:24]} seed {seed}")
-                results[spec].append(evaluate_factory(
-                    factory, task, preset, seed, timeout_s=args.timeout,
-                    data_dir=args.data_dir, device=args.device, overrides=overrides))
+                results[spec].append(
+                    evaluate_factory(
+                        factory,
+                        task,
+                        preset,
+                        seed,
+                        timeout_s=args.timeout,
+                        data_dir=args.data_dir,
+                        device=args.device,
+                        overrides=overrides,
+                    )
+                )
                 bar.update()
 
     rows = [_summary(spec, rs, target) for spec, rs in results.items()]
@@ -196,10 +236,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     _plot(out / "learning_curves.png", results, f"{task} ({preset.name} preset)")
     config = next(iter(results.values()))[0].config
     report = {
-        "task": task, "preset": preset.name, "seeds": seeds, "target": target,
+        "task": task,
+        "preset": preset.name,
+        "seeds": seeds,
+        "target": target,
         "config": config,
-        "optimizers": [{**row, "runs": [r.to_dict() for r in results[row["optimizer"]]]}
-                       for row in rows],
+        "optimizers": [
+            {**row, "runs": [r.to_dict() for r in results[row["optimizer"]]]} for row in rows
+        ],
     }
     text = json.dumps(report, indent=1, default=_json_default)
     (out / "results.json").write_text(text + "\n")

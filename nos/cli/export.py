@@ -16,10 +16,14 @@ from nos.errors import NosError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a candidate as a standalone torch optimizer file")
-    p.add_argument("candidate", help='candidate text, zoo:NAME (e.g. "zoo:opt10"), or a run '
-                   "name with --rank")
-    p.add_argument("--rank", type=positive_int,
-                   help="export the K-th best candidate of the run named by CANDIDATE")
+    p.add_argument(
+        "candidate", help='candidate text, zoo:NAME (e.g. "zoo:opt10"), or a run name with --rank'
+    )
+    p.add_argument(
+        "--rank",
+        type=positive_int,
+        help="export the K-th best candidate of the run named by CANDIDATE",
+    )
     p.add_argument("--root", default="search_runs", help="folder of the runs (with --rank)")
     p.add_argument("-o", "--output", required=True, help="the .py file to write")
     p.add_argument("--name", help="class name (default: the zoo name, or EvolvedOptimizer)")

@@ -35,8 +35,9 @@ def _run_sample(args: argparse.Namespace) -> int:
             continue
         found += 1
         if args.json:
-            print(json.dumps({"candidate": str(cand), "key": canonical_key(cand),
-                              **result.to_dict()}))
+            print(
+                json.dumps({"candidate": str(cand), "key": canonical_key(cand), **result.to_dict()})
+            )
         else:
             flip = " flip" if result.flip else ""
             print(f"{cand}    [lr {result.lr:g}{flip}, sphere loss {result.loss:.3g}]")

@@ -21,10 +21,29 @@ from nos.training.registry import PRESETS, get_task
 #: The small default search: 60 initial candidates, 10 particles x 5 steps x 7 children.
 SMALL = {"particles": 10, "steps": 5, "children": 7, "init_factor": 6}
 #: Flags that define the search; a resumed run keeps its own and refuses new ones.
-_SEARCH_FLAGS = ("grammar", "task", "preset", "init_preset", "strategy", "particles", "steps",
-                 "children", "init_factor", "tries", "budget", "seed", "no_dedup", "elitist",
-                 "no_reeval", "seed_from", "rescore_top", "rescore_seeds", "eval_seeds",
-                 "timeout", "fake")
+_SEARCH_FLAGS = (
+    "grammar",
+    "task",
+    "preset",
+    "init_preset",
+    "strategy",
+    "particles",
+    "steps",
+    "children",
+    "init_factor",
+    "tries",
+    "budget",
+    "seed",
+    "no_dedup",
+    "elitist",
+    "no_reeval",
+    "seed_from",
+    "rescore_top",
+    "rescore_seeds",
+    "eval_seeds",
+    "timeout",
+    "fake",
+)
 
 
 def _positive_float(text: str) -> float:
@@ -38,24 +57,45 @@ def _positive_float(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="search for optimizers with the particle GA",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "search",
+        help="search for optimizers with the particle GA",
+        description=__doc__.split("\n\n")[0],
+    )
     a = p.add_argument
     a("--grammar", help="grammar name or file (default morgan2024)")
     a("--task", help=f"task (default digits): {task_help()}")
-    a("--preset", help="fitness preset of the particle phase (default: the task's own; "
-      f"known: {', '.join(PRESETS)})")
-    a("--init-preset", help="cheaper preset for the initial population (default: the "
-      "task's own, or --preset when that is given)")
+    a(
+        "--preset",
+        help="fitness preset of the particle phase (default: the task's own; "
+        f"known: {', '.join(PRESETS)})",
+    )
+    a(
+        "--init-preset",
+        help="cheaper preset for the initial population (default: the "
+        "task's own, or --preset when that is given)",
+    )
     a("--strategy", help="search algorithm: paper (default)")
-    a("--particles", type=positive_int, help=f"particles n (default {SMALL['particles']}; "
-      "paper 50)")
-    a("--steps", type=positive_int, help=f"steps K per particle (default {SMALL['steps']}; "
-      "paper 5)")
-    a("--children", type=positive_int, help="children M per step (default "
-      f"{SMALL['children']}; paper 7)")
-    a("--init-factor", type=positive_int, help="initial population = factor x particles "
-      f"(default {SMALL['init_factor']}; paper 10)")
+    a(
+        "--particles",
+        type=positive_int,
+        help=f"particles n (default {SMALL['particles']}; paper 50)",
+    )
+    a(
+        "--steps",
+        type=positive_int,
+        help=f"steps K per particle (default {SMALL['steps']}; paper 5)",
+    )
+    a(
+        "--children",
+        type=positive_int,
+        help=f"children M per step (default {SMALL['children']}; paper 7)",
+    )
+    a(
+        "--init-factor",
+        type=positive_int,
+        help=f"initial population = factor x particles (default {SMALL['init_factor']}; paper 10)",
+    )
     a("--tries", type=positive_int, help="evaluations per child slot when they fail (4)")
     a("--budget", help="hard stop: evaluations (200) or wall time (90s, 10m, 2h)")
     a("--workers", type=positive_int, help="worker processes (default: number of cores)")
@@ -64,14 +104,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--name", help="run name (default: time, grammar, task and seed)")
     a("--resume", metavar="NAME", help="resume an interrupted run with its own settings")
     a("--root", default="search_runs", help="folder of the runs (default search_runs)")
-    a("--no-dedup", action="store_true", default=None,
-      help="train duplicates across particles again (the reference's behaviour)")
-    a("--elitist", action="store_true", default=None,
-      help="move a particle only to a child at least as fit")
-    a("--no-reeval", action="store_true", default=None,
-      help="skip the full-fitness re-evaluation of each starting particle")
-    a("--seed-from", help="comma list of seeds for the initial population: zoo:NAME, an "
-      "imported log (.jsonl) or a run")
+    a(
+        "--no-dedup",
+        action="store_true",
+        default=None,
+        help="train duplicates across particles again (the reference's behaviour)",
+    )
+    a(
+        "--elitist",
+        action="store_true",
+        default=None,
+        help="move a particle only to a child at least as fit",
+    )
+    a(
+        "--no-reeval",
+        action="store_true",
+        default=None,
+        help="skip the full-fitness re-evaluation of each starting particle",
+    )
+    a(
+        "--seed-from",
+        help="comma list of seeds for the initial population: zoo:NAME, an "
+        "imported log (.jsonl) or a run",
+    )
     a("--rescore-top", type=nonnegative_int, help="re-score the final top k with more seeds (0)")
     a("--rescore-seeds", type=positive_int, help="seeds of the re-scoring (5)")
     a("--eval-seeds", type=positive_int, help="seeds per evaluation during the search (1)")
@@ -86,11 +141,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from nos.search.config import SearchConfig, parse_budget
 
-    values: dict[str, Any] = {"grammar": "morgan2024", "task": "digits", "preset": "quick",
-                              **SMALL}
-    for flag in ("grammar", "task", "preset", "init_preset", "strategy", "particles", "steps",
-                 "children", "init_factor", "tries", "seed", "rescore_top", "rescore_seeds",
-                 "eval_seeds"):
+    values: dict[str, Any] = {"grammar": "morgan2024", "task": "digits", "preset": "quick", **SMALL}
+    for flag in (
+        "grammar",
+        "task",
+        "preset",
+        "init_preset",
+        "strategy",
+        "particles",
+        "steps",
+        "children",
+        "init_factor",
+        "tries",
+        "seed",
+        "rescore_top",
+        "rescore_seeds",
+        "eval_seeds",
+    ):
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
     if args.timeout is not None:
@@ -129,8 +196,9 @@ class _Bar:
                 from tqdm import tqdm
             except ImportError:
                 return
-            self.bar = tqdm(total=total, unit="eval", file=sys.stderr, dynamic_ncols=True,
-                            disable=None)
+            self.bar = tqdm(
+                total=total, unit="eval", file=sys.stderr, dynamic_ncols=True, disable=None
+            )
 
     def __call__(self, info: dict[str, Any]) -> None:
         if self.bar is None:
@@ -140,8 +208,12 @@ class _Bar:
             self.bar.total = n
         self.bar.n = n
         best = info.get("best")
-        self.bar.set_postfix_str(f"{info['phase']} best={best:.4f} cached={info['cached']}"
-                                 if best is not None else info["phase"], refresh=False)
+        self.bar.set_postfix_str(
+            f"{info['phase']} best={best:.4f} cached={info['cached']}"
+            if best is not None
+            else info["phase"],
+            refresh=False,
+        )
         self.bar.refresh()
 
     def close(self) -> None:
@@ -153,8 +225,9 @@ def _run_search(args: argparse.Namespace) -> int:
     from nos.search.session import Execution, create_run, execute, open_run
 
     if args.resume:
-        given = [f"--{f.replace('_', '-')}" for f in _SEARCH_FLAGS
-                 if getattr(args, f, None) is not None]
+        given = [
+            f"--{f.replace('_', '-')}" for f in _SEARCH_FLAGS if getattr(args, f, None) is not None
+        ]
         if given or args.name:
             drop = ", ".join(given) or "--name"
             raise NosError(f"--resume keeps the run's own settings; drop {drop}")
@@ -166,19 +239,27 @@ def _run_search(args: argparse.Namespace) -> int:
         execution = Execution(
             executor=args.executor or execution.executor,
             workers=args.workers if args.workers is not None else execution.workers,
-            device=execution.device, data_dir=args.data_dir or execution.data_dir)
+            device=execution.device,
+            data_dir=args.data_dir or execution.data_dir,
+        )
         for warning in store.warnings:
             print(f"nos: warning: {warning}", file=sys.stderr)
     else:
         config = _config(args)
-        execution = Execution(executor=args.executor or "local", workers=args.workers or 0,
-                              data_dir=args.data_dir or "")
+        execution = Execution(
+            executor=args.executor or "local",
+            workers=args.workers or 0,
+            data_dir=args.data_dir or "",
+        )
         store = create_run(config, execution, name=args.name, root=args.root)
     name = store.path.name
     bar = _Bar(config.nominal_evaluations, enabled=not args.no_progress)
     t0 = time.monotonic()
-    print(f"run {store.path} ({'resumed, ' if args.resume else ''}{execution.executor} "
-          f"executor, {execution.n_workers} worker(s))", file=sys.stderr)
+    print(
+        f"run {store.path} ({'resumed, ' if args.resume else ''}{execution.executor} "
+        f"executor, {execution.n_workers} worker(s))",
+        file=sys.stderr,
+    )
     try:
         outcome = execute(store, config, execution, progress=bar)
     except KeyboardInterrupt:
@@ -200,9 +281,11 @@ def _print_summary(name: str, root: str, outcome: Any, wall_s: float, top: int) 
     data = load_run(name, root)
     hof = hall_of_fame(data.records, top)
     state = outcome.status + (f" ({outcome.stop_reason})" if outcome.stop_reason else "")
-    print(f"run {name}: {state}; {len(data.evals)} evaluations "
-          f"({outcome.trained} trained now, {outcome.replayed} from the record, "
-          f"{outcome.cached} answered by dedup) in {wall_s:.1f}s")
+    print(
+        f"run {name}: {state}; {len(data.evals)} evaluations "
+        f"({outcome.trained} trained now, {outcome.replayed} from the record, "
+        f"{outcome.cached} answered by dedup) in {wall_s:.1f}s"
+    )
     if not hof:
         print("no candidate has a fitness yet")
         return
@@ -211,6 +294,5 @@ def _print_summary(name: str, root: str, outcome: Any, wall_s: float, top: int) 
     for row in hof:
         mark = ">>>>" if row["rank"] == 1 else f"{row['rank']:>4}"
         again = f"{row['rescore']:.4f}" if row["rescore"] is not None else "-"
-        print(f"  {mark}  {row['fitness']:.4f}  {again:>7}  {row['size']:>4}  "
-              f"{row['candidate']}")
+        print(f"  {mark}  {row['fitness']:.4f}  {again:>7}  {row['size']:>4}  {row['candidate']}")
     print(f"export the winner: nos export {name} --rank 1 -o best_optimizer.py")

@@ -38,21 +38,37 @@ def _run_show(args: argparse.Namespace) -> int:
     stats = run_stats(run.records, workers)
     hof = hall_of_fame(run.records, args.top)
     front = pareto_front(run.records)
-    plots = [] if args.no_plots or not stats["evaluations"] else write_plots(
-        run.records, run.path, run.name)
+    plots = (
+        []
+        if args.no_plots or not stats["evaluations"]
+        else write_plots(run.records, run.path, run.name)
+    )
     if args.json:
-        print(json.dumps({"name": run.name, "status": run.status, "stats": stats,
-                          "hall_of_fame": hof, "pareto": front,
-                          "plots": [str(p) for p in plots]}))
+        print(
+            json.dumps(
+                {
+                    "name": run.name,
+                    "status": run.status,
+                    "stats": stats,
+                    "hall_of_fame": hof,
+                    "pareto": front,
+                    "plots": [str(p) for p in plots],
+                }
+            )
+        )
         return 0
     search = run.config["search"]
-    print(f"run {run.name} ({run.status}): grammar {search.get('grammar')}, task "
-          f"{search.get('task')}, preset {search.get('preset')}, seed {search.get('seed')}")
+    print(
+        f"run {run.name} ({run.status}): grammar {search.get('grammar')}, task "
+        f"{search.get('task')}, preset {search.get('preset')}, seed {search.get('seed')}"
+    )
     print(f"hall of fame (top {len(hof)}, unique by fingerprint):")
     for row in hof:
         again = f"  rescore {row['rescore']:.4f}" if row["rescore"] is not None else ""
-        print(f"  {row['rank']:>3}. {row['fitness']:.4f}{again}  size {row['size']:>3}  "
-              f"{row['candidate']}")
+        print(
+            f"  {row['rank']:>3}. {row['fitness']:.4f}{again}  size {row['size']:>3}  "
+            f"{row['candidate']}"
+        )
     print("Pareto front (size -> fitness):")
     for row in front:
         print(f"  {row['size']:>4}  {row['fitness']:.4f}  {row['candidate']}")
@@ -60,15 +76,20 @@ def _run_show(args: argparse.Namespace) -> int:
     print(f"evaluations: {stats['evaluations']} ({status})")
     reasons = ", ".join(f"{k} {v}" for k, v in stats["rejections"].items()) or "none"
     print(f"integrity-check rejections: {stats['rejected']} ({reasons})")
-    print(f"wasted evaluations: {stats['wasted']} of {stats['evaluations']} = "
-          f"{_pct(stats['wasted_rate'])} (duplicates {stats['duplicates']}, diverged "
-          f"{stats['by_status'].get('diverged', 0)}, failed a threshold "
-          f"{stats['by_status'].get('failed_threshold', 0)})")
+    print(
+        f"wasted evaluations: {stats['wasted']} of {stats['evaluations']} = "
+        f"{_pct(stats['wasted_rate'])} (duplicates {stats['duplicates']}, diverged "
+        f"{stats['by_status'].get('diverged', 0)}, failed a threshold "
+        f"{stats['by_status'].get('failed_threshold', 0)})"
+    )
     if stats["per_hour"] is not None:
-        util = (f", worker utilisation {_pct(stats['utilisation'])}"
-                if "utilisation" in stats else "")
-        print(f"throughput: {stats['per_hour']:.0f} evaluations/hour over "
-              f"{stats['elapsed_s']:.1f}s{util}")
+        util = (
+            f", worker utilisation {_pct(stats['utilisation'])}" if "utilisation" in stats else ""
+        )
+        print(
+            f"throughput: {stats['per_hour']:.0f} evaluations/hour over "
+            f"{stats['elapsed_s']:.1f}s{util}"
+        )
     for path in plots:
         print(f"wrote {path}")
     return 0

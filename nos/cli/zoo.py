@@ -7,8 +7,11 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list the zoo's optimizers, schedules and baselines")
-    p.add_argument("--kind", choices=["optimizer", "adamclip", "schedule", "baseline"],
-                   help="only entries of this kind")
+    p.add_argument(
+        "--kind",
+        choices=["optimizer", "adamclip", "schedule", "baseline"],
+        help="only entries of this kind",
+    )
     p.set_defaults(run=_run_zoo)
 
 

@@ -28,13 +28,15 @@ __all__ = [
 ]
 
 
-def _serial(function: str, *, workers: int | None = None,
-            timeout_s: float | None = None) -> Executor:
+def _serial(
+    function: str, *, workers: int | None = None, timeout_s: float | None = None
+) -> Executor:
     return SerialExecutor(function)
 
 
-def _local(function: str, *, workers: int | None = None,
-           timeout_s: float | None = None) -> Executor:
+def _local(
+    function: str, *, workers: int | None = None, timeout_s: float | None = None
+) -> Executor:
     return LocalExecutor(function, workers=workers, timeout_s=timeout_s)
 
 
@@ -42,12 +44,19 @@ def _local(function: str, *, workers: int | None = None,
 EXECUTORS: dict[str, Callable[..., Executor]] = {"serial": _serial, "local": _local}
 
 
-def make_executor(kind: str, function: str, *, workers: int | None = None,
-                  timeout_s: float | None = None, **options: Any) -> Executor:
+def make_executor(
+    kind: str,
+    function: str,
+    *,
+    workers: int | None = None,
+    timeout_s: float | None = None,
+    **options: Any,
+) -> Executor:
     """An executor by name (a key of :data:`EXECUTORS`)."""
     try:
         make = EXECUTORS[kind]
     except KeyError:
-        raise ValueError(f"unknown executor {kind!r} (choose from {', '.join(EXECUTORS)})"
-                         ) from None
+        raise ValueError(
+            f"unknown executor {kind!r} (choose from {', '.join(EXECUTORS)})"
+        ) from None
     return make(function, workers=workers, timeout_s=timeout_s, **options)

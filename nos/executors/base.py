@@ -59,8 +59,9 @@ class Outcome:
 class Executor(Protocol):
     workers: int
 
-    def submit(self, job_id: str, payload: dict[str, Any],
-               timeout_s: float | None = None) -> None: ...
+    def submit(
+        self, job_id: str, payload: dict[str, Any], timeout_s: float | None = None
+    ) -> None: ...
 
     def wait(self, timeout: float | None = None) -> list[Outcome]: ...
 

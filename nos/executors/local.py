@@ -99,8 +99,7 @@ class LocalExecutor:
       timeout_s: default wall-clock limit per job (None: no limit); ``submit`` may override.
     """
 
-    def __init__(self, function: str, workers: int | None = None,
-                 timeout_s: float | None = None):
+    def __init__(self, function: str, workers: int | None = None, timeout_s: float | None = None):
         import multiprocess
         import multiprocess.connection
 
@@ -110,7 +109,8 @@ class LocalExecutor:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._timeout_s = timeout_s
         self._jobs: collections.deque[tuple[str, dict[str, Any], float | None]] = (
-            collections.deque())
+            collections.deque()
+        )
         self._pool: list[_Worker] = []
         self._spawned = 0
         self._ready: list[Outcome] = []
@@ -124,8 +124,9 @@ class LocalExecutor:
         self._spawned += 1
         name = f"w{self._spawned}"
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child, self._function),
-                                 name=f"nos-{name}", daemon=True)
+        proc = self._ctx.Process(
+            target=_worker_main, args=(child, self._function), name=f"nos-{name}", daemon=True
+        )
         proc.start()
         child.close()
         log.debug("started worker %s (pid %s)", name, proc.pid)
@@ -155,17 +156,24 @@ class LocalExecutor:
                 continue
             worker.job, worker.started, worker.t0 = job, time.time(), time.monotonic()
 
-    def _finish(self, worker: _Worker, result: dict[str, Any], wall_s: float,
-                started: float | None = None) -> None:
+    def _finish(
+        self, worker: _Worker, result: dict[str, Any], wall_s: float, started: float | None = None
+    ) -> None:
         assert worker.job is not None
-        self._ready.append(Outcome(worker.job[0], result, worker.name, wall_s,
-                                   worker.started if started is None else started))
+        self._ready.append(
+            Outcome(
+                worker.job[0],
+                result,
+                worker.name,
+                wall_s,
+                worker.started if started is None else started,
+            )
+        )
         worker.job = None
 
     # interface -----------------------------------------------------------------------
 
-    def submit(self, job_id: str, payload: dict[str, Any],
-               timeout_s: float | None = None) -> None:
+    def submit(self, job_id: str, payload: dict[str, Any], timeout_s: float | None = None) -> None:
         if self._closed:
             raise RuntimeError("executor is closed")
         limit = self._timeout_s if timeout_s is None else timeout_s
@@ -225,10 +233,17 @@ class LocalExecutor:
             deadline = self._deadline(worker)
             if deadline is not None and now >= deadline:
                 limit = worker.job[2]
-                log.warning("%s running %s: past its %gs limit; killing it", worker.name,
-                            worker.job[0], limit)
-                self._finish(worker, failure(Status.TIMEOUT, f"exceeded the {limit:g}s wall-clock "
-                                              "limit"), now - worker.t0)
+                log.warning(
+                    "%s running %s: past its %gs limit; killing it",
+                    worker.name,
+                    worker.job[0],
+                    limit,
+                )
+                self._finish(
+                    worker,
+                    failure(Status.TIMEOUT, f"exceeded the {limit:g}s wall-clock limit"),
+                    now - worker.t0,
+                )
                 self._replace(worker)
 
     def close(self) -> None:

@@ -31,8 +31,7 @@ class SerialExecutor:
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._threads = threads
 
-    def submit(self, job_id: str, payload: dict[str, Any],
-               timeout_s: float | None = None) -> None:
+    def submit(self, job_id: str, payload: dict[str, Any], timeout_s: float | None = None) -> None:
         self._queue.append((job_id, payload))
 
     @property

@@ -59,8 +59,9 @@ def _wrap(line: str, indent: str) -> list[str]:
         return [indent + line]
     name, expr = line.split(" = ", 1)
     inner = indent + "    "
-    body = textwrap.wrap(expr, width=_WIDTH - len(inner), break_long_words=False,
-                         break_on_hyphens=False)
+    body = textwrap.wrap(
+        expr, width=_WIDTH - len(inner), break_long_words=False, break_on_hyphens=False
+    )
     return [f"{indent}{name} = ("] + [inner + b for b in body] + [f"{indent})"]
 
 
@@ -92,11 +93,13 @@ def _docstring(candidate: Candidate, cls: str) -> str:
 
     ph = candidate.phenotype
     g = candidate.grammar
-    momentum = {"none": "none: w <- w + sigma eta_t U",
-                "mom": "mom: m <- mu_t m + sigma eta_t U; w <- w + m",
-                "nest": "nest: m <- mu_t m + sigma eta_t U; w <- w + m + sigma eta_t U "
-                        "(nesterov='search') or w <- w + mu_t m + sigma eta_t U "
-                        "(nesterov='keras')"}[ph.momentum]
+    momentum = {
+        "none": "none: w <- w + sigma eta_t U",
+        "mom": "mom: m <- mu_t m + sigma eta_t U; w <- w + m",
+        "nest": "nest: m <- mu_t m + sigma eta_t U; w <- w + m + sigma eta_t U "
+        "(nesterov='search') or w <- w + mu_t m + sigma eta_t U "
+        "(nesterov='keras')",
+    }[ph.momentum]
     lines = [
         f"{cls}: an optimizer found by symbolic search (Morgan & Hougen 2024 space).",
         "",
@@ -109,8 +112,7 @@ def _docstring(candidate: Candidate, cls: str) -> str:
         f"Momentum {momentum}; sigma = -1 (+1 with flip).",
         "eta_t: linear warmup over `warmup` steps to `lr`, a hold of `hold` steps, then a",
         "half cosine to 0 at `total_steps` (schedule='cosine'), or `lr` itself",
-        "(schedule='constant')" + ("." if ph.lr == 1 else
-                                   f", times the LR multiplier {ph.lr}."),
+        "(schedule='constant')" + ("." if ph.lr == 1 else f", times the LR multiplier {ph.lr}."),
         "mu_t: 0.95 -> 0.85 over the warmup, 0.85 during the hold, back to 0.95 at the end",
         "(momentum='cyclic'), or a constant.",
         "",
@@ -119,10 +121,16 @@ def _docstring(candidate: Candidate, cls: str) -> str:
     ]
     out = []
     for line in lines:
-        out.extend(textwrap.wrap(line, width=_WIDTH - 4, break_long_words=False,
-                                 break_on_hyphens=False,
-                                 subsequent_indent="    " if line.startswith("    ") else "")
-                   or [""])
+        out.extend(
+            textwrap.wrap(
+                line,
+                width=_WIDTH - 4,
+                break_long_words=False,
+                break_on_hyphens=False,
+                subsequent_indent="    " if line.startswith("    ") else "",
+            )
+            or [""]
+        )
     text = "\n".join(out).replace('"""', "'''")
     return f'r"""{text}\n"""' if "\\" in text else f'"""{text}\n"""'
 
@@ -232,8 +240,9 @@ class {cls}(torch.optim.Optimizer):
 '''
 
 
-def render_module(candidate: Candidate, name: str | None = None, *,
-                  options: dict[str, Any] | None = None) -> str:
+def render_module(
+    candidate: Candidate, name: str | None = None, *, options: dict[str, Any] | None = None
+) -> str:
     """The source of a standalone module defining the optimizer class ``name``.
 
     ``options`` (default: a zoo candidate's own) sets the class's default ``schedule``,
@@ -249,14 +258,16 @@ def render_module(candidate: Candidate, name: str | None = None, *,
     fns = _split_functions(source)
     update = _function(fns["update"], "def _update(g, w, state, t, tau, inv_T, noise):")
     init = _function(fns["init_state"], "def _init_state(g):")
-    lr = _function(fns["lr"].replace("g.new_tensor(", "tau.new_tensor("),
-                   "def _lr_multiplier(tau, inv_T):")
+    lr = _function(
+        fns["lr"].replace("g.new_tensor(", "tau.new_tensor("), "def _lr_multiplier(tau, inv_T):"
+    )
     body = update + init + lr
     helpers = "".join(code for marker, code in _HELPERS.items() if marker in body)
     dropout = tuple(s for s, kind in slots if kind == "random")
     names = {s.name for s in ph.update.free_symbols}
-    needs_total = bool(names - {"g", "w", "v", "s", "lam", "v_hat", "s_hat", "lam_hat"}) \
-        or ph.lr != 1
+    needs_total = (
+        bool(names - {"g", "w", "v", "s", "lam", "v_hat", "s_hat", "lam_hat"}) or ph.lr != 1
+    )
     doc = _docstring(candidate, cls).replace("\n", "\n    ")
     doc = re.sub(r"\n    (?=\n)", "\n", doc)
     header = _docstring(candidate, cls)
@@ -267,11 +278,19 @@ def render_module(candidate: Candidate, name: str | None = None, *,
         f"NEEDS_TOTAL_STEPS = {needs_total!r}\n"
         "_PI = torch.tensor(torch.pi, dtype=torch.float64)\n\n"
         f"{helpers}\n\n"
-        + update.replace("\n", "\n", 1) + "\n\n" + init + "\n\n" + lr
-        + _CLASS.format(cls=cls, doc=doc, schedule=opts.get("schedule"),
-                        momentum=opts.get("momentum"),
-                        nesterov=opts.get("nesterov", "search"),
-                        flip=bool(opts.get("flip", False)))
+        + update.replace("\n", "\n", 1)
+        + "\n\n"
+        + init
+        + "\n\n"
+        + lr
+        + _CLASS.format(
+            cls=cls,
+            doc=doc,
+            schedule=opts.get("schedule"),
+            momentum=opts.get("momentum"),
+            nesterov=opts.get("nesterov", "search"),
+            flip=bool(opts.get("flip", False)),
+        )
     )
     module = re.sub(r"\n{4,}", "\n\n\n", module)
     return module

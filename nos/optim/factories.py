@@ -27,8 +27,9 @@ OptimizerFactory = Callable[[list[nn.Parameter], float, int, int], torch.optim.O
 TORCH_PREFIX = "torch:"
 
 
-def _with_base_schedule(opt: torch.optim.Optimizer, lr: float, total: int, warmup: int
-                        ) -> torch.optim.Optimizer:
+def _with_base_schedule(
+    opt: torch.optim.Optimizer, lr: float, total: int, warmup: int
+) -> torch.optim.Optimizer:
     """Give a torch optimizer the base warmup-cosine LR of spec §2.7 (set before each step)."""
     step = [0]
 
@@ -57,18 +58,19 @@ def baseline_factory(name: str) -> OptimizerFactory:
     try:
         make = _BASELINES[name]
     except KeyError:
-        raise NosError(f"unknown torch baseline {name!r}; choose one of "
-                       f"{', '.join(_BASELINES)}") from None
+        raise NosError(
+            f"unknown torch baseline {name!r}; choose one of {', '.join(_BASELINES)}"
+        ) from None
 
-    def factory(params: list[nn.Parameter], lr: float, total: int, warmup: int
-                ) -> torch.optim.Optimizer:
+    def factory(
+        params: list[nn.Parameter], lr: float, total: int, warmup: int
+    ) -> torch.optim.Optimizer:
         return _with_base_schedule(make(params, lr), lr, total, warmup)
 
     return factory
 
 
-def factory_for(spec: str, grammar: str = "morgan2024", *, flip: bool = False
-                ) -> OptimizerFactory:
+def factory_for(spec: str, grammar: str = "morgan2024", *, flip: bool = False) -> OptimizerFactory:
     """The optimizer named by ``spec``: ``torch:NAME``, ``zoo:NAME`` or candidate text.
 
     Candidates and zoo entries become :class:`nos.optim.SymbolicOptimizer`. Unknown names
@@ -79,9 +81,11 @@ def factory_for(spec: str, grammar: str = "morgan2024", *, flip: bool = False
         return baseline_factory(spec.removeprefix(TORCH_PREFIX))
     candidate = resolve(spec, grammar)
 
-    def factory(params: list[nn.Parameter], lr: float, total: int, warmup: int
-                ) -> torch.optim.Optimizer:
-        return SymbolicOptimizer(params, candidate, lr=lr, total_steps=total, warmup=warmup,
-                                 flip=flip)
+    def factory(
+        params: list[nn.Parameter], lr: float, total: int, warmup: int
+    ) -> torch.optim.Optimizer:
+        return SymbolicOptimizer(
+            params, candidate, lr=lr, total_steps=total, warmup=warmup, flip=flip
+        )
 
     return factory

@@ -79,8 +79,7 @@ TORCH_TEMPLATES: dict[str, str] = {
     "scalar": "{0}",  # tau and 1/T already arrive as 0-d tensors
     "moment": "{raw} = rt.ema_(state[{raw!r}], {src}, {beta}, {one_minus})",
     "moment_hat": "{hat} = {raw} / rt.unbias({beta}, t)",
-    "ema": ("{n} = rt.ema_(state[{slot!r}], {0}, 0.95, 0.05)\n"
-            "{out} = {n} / rt.unbias(0.95, t)"),
+    "ema": ("{n} = rt.ema_(state[{slot!r}], {0}, 0.95, 0.05)\n{out} = {n} / rt.unbias(0.95, t)"),
     "delta": "{n} = rt.delta_(state[{slot!r}], {0})\n{out} = {n}",
     "max_state": "{n} = rt.max_(state[{slot!r}], {0})\n{out} = {n}",
 }
@@ -119,8 +118,10 @@ EXPORT_TEMPLATES: dict[str, str] = {
     "literal_arg": "g.new_tensor({0})",
     "inf": "torch.inf",
     "nan": "torch.nan",
-    "ema": ("{n} = state[{slot!r}].mul_(0.95).add_({0}, alpha=0.05)\n"
-            "{out} = {n} / (1.0 - 0.95 ** (t + 1))"),
+    "ema": (
+        "{n} = state[{slot!r}].mul_(0.95).add_({0}, alpha=0.05)\n"
+        "{out} = {n} / (1.0 - 0.95 ** (t + 1))"
+    ),
     "delta": "{n} = state[{slot!r}].neg_().add_({0})\n{out} = {n}",
     "max_state": "{n} = torch.maximum(state[{slot!r}], {0}, out=state[{slot!r}])\n{out} = {n}",
     "moment": "{raw} = state[{raw!r}].mul_({beta}).add_({src}, alpha={one_minus})",
@@ -213,9 +214,12 @@ def _is_number(x: Any) -> bool:
     return not isinstance(x, torch.Tensor | FList)
 
 
-def _map(x: Any, one: Callable[[torch.Tensor], torch.Tensor],
-         many: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
-         number: Callable[[Any], Any] | None = None) -> Any:
+def _map(
+    x: Any,
+    one: Callable[[torch.Tensor], torch.Tensor],
+    many: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+    number: Callable[[Any], Any] | None = None,
+) -> Any:
     """Apply a unary function to a tensor, an FList or a number (with numpy's function,
     ``number``, so that scalar sub-expressions of tau cost no tensor op)."""
     if isinstance(x, FList):
@@ -227,8 +231,12 @@ def _map(x: Any, one: Callable[[torch.Tensor], torch.Tensor],
     return one(x)
 
 
-def _zip2(x: Any, y: Any, fn: Callable[[Any, Any], torch.Tensor],
-          number: Callable[[Any, Any], Any] | None = None) -> Any:
+def _zip2(
+    x: Any,
+    y: Any,
+    fn: Callable[[Any, Any], torch.Tensor],
+    number: Callable[[Any, Any], Any] | None = None,
+) -> Any:
     """Apply a binary function elementwise over FLists, tensors and numbers."""
     xl, yl = isinstance(x, FList), isinstance(y, FList)
     if xl or yl:
@@ -241,9 +249,13 @@ def _zip2(x: Any, y: Any, fn: Callable[[Any, Any], torch.Tensor],
     return fn(x, y)
 
 
-def _extremum(x: Any, y: Any, many: Callable[..., list[torch.Tensor]],
-              one: Callable[[Any, Any], torch.Tensor], number: Callable[[Any, Any], Any]
-              ) -> Any:
+def _extremum(
+    x: Any,
+    y: Any,
+    many: Callable[..., list[torch.Tensor]],
+    one: Callable[[Any, Any], torch.Tensor],
+    number: Callable[[Any, Any], Any],
+) -> Any:
     """maximum/minimum: one foreach call where the operands allow (NaN propagates)."""
     if isinstance(y, FList) and not isinstance(x, FList):
         x, y = y, x
@@ -284,8 +296,7 @@ class TorchRuntime:
     inf = math.inf
     nan = math.nan
 
-    def __init__(self, sizes: Sequence[int] | None = None,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, sizes: Sequence[int] | None = None, device: torch.device | str = "cpu"):
         self.noise: dict[str, Any] = {}
         #: beta -> 1 - beta^(t+1), set per step by the compiled step (see ``unbias``)
         self.unbiased: dict[float, torch.Tensor] = {}
@@ -294,8 +305,8 @@ class TorchRuntime:
         if sizes is not None and len(sizes) > 1:
             self.n_segments = len(sizes)
             self.segments = torch.repeat_interleave(
-                torch.arange(len(sizes), device=device),
-                torch.tensor(list(sizes), device=device))
+                torch.arange(len(sizes), device=device), torch.tensor(list(sizes), device=device)
+            )
 
     # elementwise functions (numpy's names, as the shared spelling table calls them)
     def exp(self, x: Any) -> Any:
@@ -375,8 +386,12 @@ class TorchRuntime:
     def clip_norm(self, x: Any) -> Any:
         """Rescale each parameter tensor to L2 norm <= 1 (spec §2.3 id 20)."""
         if isinstance(x, FList):
-            return FList([a * torch.clamp_max(1.0 / torch.sqrt((a * a).sum()), 1.0)
-                          if a.numel() else a for a in x.ts])
+            return FList(
+                [
+                    a * torch.clamp_max(1.0 / torch.sqrt((a * a).sum()), 1.0) if a.numel() else a
+                    for a in x.ts
+                ]
+            )
         if self.segments is None:
             return x * torch.clamp_max(1.0 / torch.sqrt((x * x).sum()), 1.0)
         sq = torch.zeros(self.n_segments, dtype=x.dtype, device=x.device)
@@ -448,8 +463,7 @@ def _reads_progress(c: Compiled) -> bool:
     return re.search(r"\b(tau|inv_T)\b", body) is not None
 
 
-def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str
-                ) -> Callable[..., None]:
+def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str) -> Callable[..., None]:
     """The eager whole-group step (see :func:`group_step` for its arguments).
 
     Per-step numbers are Python numbers here, not 0-d tensors: each 0-d op costs as much
@@ -460,8 +474,7 @@ def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str
     guard = _reads_progress(c)
     keras = nesterov == "keras"
 
-    def direction(g: Any, w: Any, st: dict[str, Any], sc: dict[str, Any],
-                  rt: TorchRuntime) -> Any:
+    def direction(g: Any, w: Any, st: dict[str, Any], sc: dict[str, Any], rt: TorchRuntime) -> Any:
         t = sc["t"]
         t = int(t.item()) if isinstance(t, torch.Tensor) else t
         tau, inv_t = np.float64(_py(sc["tau"])), np.float64(_py(sc["inv_T"]))
@@ -470,8 +483,13 @@ def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str
                 return update(g, w, st, t, tau, inv_t, rt)
         return update(g, w, st, t, tau, inv_t, rt)
 
-    def apply(params: list[torch.Tensor], u: list[torch.Tensor], mom: list[torch.Tensor],
-              eta: float, mu: float) -> None:
+    def apply(
+        params: list[torch.Tensor],
+        u: list[torch.Tensor],
+        mom: list[torch.Tensor],
+        eta: float,
+        mu: float,
+    ) -> None:
         """w += eta u with the momentum form; eta is folded into the adds (one op less)."""
         if momentum == "none":
             torch._foreach_add_(params, u, alpha=eta)
@@ -484,8 +502,14 @@ def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str
         torch._foreach_add_(params, mom, alpha=mu if keras else 1.0)
         torch._foreach_add_(params, u, alpha=eta)
 
-    def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: dict[str, Any],
-             mom: Any, sc: dict[str, Any], rt: TorchRuntime) -> None:
+    def step(
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        state: dict[str, Any],
+        mom: Any,
+        sc: dict[str, Any],
+        rt: TorchRuntime,
+    ) -> None:
         eta, mu = _py(sc["eta"]), _py(sc["mu"])
         if layout == "flat":
             g = torch.cat([x.reshape(-1) for x in grads])
@@ -495,27 +519,36 @@ def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str
                 u = u.to(params[0].dtype)
             sizes = [p.numel() for p in params]
             us = [a.view_as(p) for a, p in zip(torch.split(u, sizes), params, strict=True)]
-            ms = ([a.view_as(p) for a, p in zip(torch.split(mom, sizes), params, strict=True)]
-                  if mom is not None else [])
+            ms = (
+                [a.view_as(p) for a, p in zip(torch.split(mom, sizes), params, strict=True)]
+                if mom is not None
+                else []
+            )
             apply(params, us, ms, eta, mu)
             return
         g = FList(grads)
-        u = direction(g, FList(params) if reads_w else g,
-                      {k: FList(v) for k, v in state.items()}, sc, rt)
+        u = direction(
+            g, FList(params) if reads_w else g, {k: FList(v) for k, v in state.items()}, sc, rt
+        )
         apply(params, u.ts, mom, eta, mu)
 
     return step
 
 
-def _make_traced(c: Compiled, momentum: str, nesterov: str, layout: str
-                 ) -> Callable[..., None]:
+def _make_traced(c: Compiled, momentum: str, nesterov: str, layout: str) -> Callable[..., None]:
     """The step ``torch.compile`` traces: a loop over the group's tensors, one plain tensor
     at a time (dynamo cannot trace :class:`FList`), with every per-step number a 0-d
     tensor so that new values never recompile."""
     update, reads_w = c.update, c.reads_w
 
-    def delta(g: torch.Tensor, w: torch.Tensor, st: dict[str, torch.Tensor],
-              sc: dict[str, torch.Tensor], rt: TorchRuntime, mom: Any) -> torch.Tensor:
+    def delta(
+        g: torch.Tensor,
+        w: torch.Tensor,
+        st: dict[str, torch.Tensor],
+        sc: dict[str, torch.Tensor],
+        rt: TorchRuntime,
+        mom: Any,
+    ) -> torch.Tensor:
         u = update(g, w, st, sc["t"], sc["tau"], sc["inv_T"], rt)
         step_ = u * sc["eta"]
         if momentum == "none":
@@ -528,22 +561,41 @@ def _make_traced(c: Compiled, momentum: str, nesterov: str, layout: str
             return new_m * sc["mu"] + step_
         return new_m + step_
 
-    def step(params: list[torch.Tensor], grads: list[torch.Tensor], state: dict[str, Any],
-             mom: Any, sc: dict[str, torch.Tensor], rt: TorchRuntime) -> None:
+    def step(
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        state: dict[str, Any],
+        mom: Any,
+        sc: dict[str, torch.Tensor],
+        rt: TorchRuntime,
+    ) -> None:
         if layout == "flat":
             g = torch.cat([x.reshape(-1) for x in grads])
-            d = delta(g, torch.cat([p.reshape(-1) for p in params]) if reads_w else g,
-                      dict(state), sc, rt, mom)
+            d = delta(
+                g,
+                torch.cat([p.reshape(-1) for p in params]) if reads_w else g,
+                dict(state),
+                sc,
+                rt,
+                mom,
+            )
             pieces = torch.split(d, [p.numel() for p in params])
-            torch._foreach_add_(params, [a.view_as(p) for a, p in zip(pieces, params,
-                                                                       strict=True)])
+            torch._foreach_add_(params, [a.view_as(p) for a, p in zip(pieces, params, strict=True)])
             return
         noise = rt.noise
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             rt.noise = {k: v[i] for k, v in noise.items()}
             # an in-place add per tensor fuses into that tensor's kernel
-            p.add_(delta(g, p if reads_w else g, {k: v[i] for k, v in state.items()},
-                         sc, rt, mom[i] if mom is not None else None))
+            p.add_(
+                delta(
+                    g,
+                    p if reads_w else g,
+                    {k: v[i] for k, v in state.items()},
+                    sc,
+                    rt,
+                    mom[i] if mom is not None else None,
+                )
+            )
         rt.noise = noise
 
     return step
@@ -554,9 +606,15 @@ _lock = threading.Lock()
 _failed: set[tuple] = set()
 
 
-def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
-               layout: str = DEFAULT_LAYOUT, compile: bool = False,
-               key: str | None = None) -> Callable[..., None]:
+def group_step(
+    c: Compiled,
+    momentum: str,
+    *,
+    nesterov: str = "search",
+    layout: str = DEFAULT_LAYOUT,
+    compile: bool = False,
+    key: str | None = None,
+) -> Callable[..., None]:
     """The step function of a compiled candidate (``c.backend`` must be ``"torch"``).
 
     With ``compile``, the function is wrapped in ``torch.compile(fullgraph=True,
@@ -586,8 +644,9 @@ def group_step(c: Compiled, momentum: str, *, nesterov: str = "search",
 _UNBIAS = re.compile(r"rt\.unbias\(([0-9.e+-]+), t\)")
 
 
-def _with_fallback(traced: Callable[..., None], eager: Callable[..., None],
-                   cache_key: tuple, c: Compiled) -> Callable[..., None]:
+def _with_fallback(
+    traced: Callable[..., None], eager: Callable[..., None], cache_key: tuple, c: Compiled
+) -> Callable[..., None]:
     fast = torch.compile(traced, fullgraph=True, dynamic=False)
     state = {"fn": fast}
     betas = sorted({float(b) for b in _UNBIAS.findall(c.source)})
@@ -603,16 +662,22 @@ def _with_fallback(traced: Callable[..., None], eager: Callable[..., None],
         try:
             with warnings.catch_warnings():
                 # torch's compiler stack still calls a deprecated torch.jit API internally
-                warnings.filterwarnings("ignore", category=DeprecationWarning,
-                                        message=r"`torch\.jit\.script_method` is deprecated")
+                warnings.filterwarnings(
+                    "ignore",
+                    category=DeprecationWarning,
+                    message=r"`torch\.jit\.script_method` is deprecated",
+                )
                 fn(*args)
                 return None
         except Exception as exc:  # any compiler failure: the eager step is still correct
             rt.unbiased = {}
             state["fn"] = eager
             _failed.add(cache_key)
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}); using the eager "
-                          "step", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"torch.compile failed ({type(exc).__name__}); using the eager step",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return eager(*args)
 
     return call

@@ -52,8 +52,7 @@ def _reads_progress(cand: Candidate) -> bool:
     """Whether the candidate's update or LR gene depends on tau = t/T."""
     ph = cand.phenotype
     names = {s.name for s in ph.update.free_symbols}
-    return bool(names - {"g", "w", "v", "s", "lam", "v_hat", "s_hat", "lam_hat"}) \
-        or ph.lr != 1
+    return bool(names - {"g", "w", "v", "s", "lam", "v_hat", "s_hat", "lam_hat"}) or ph.lr != 1
 
 
 class SymbolicOptimizer(torch.optim.Optimizer):
@@ -101,8 +100,11 @@ class SymbolicOptimizer(torch.optim.Optimizer):
     ) -> None:
         cand = resolve(candidate, grammar)
         options = dict(getattr(cand, "options", {}) or {})
-        schedule = schedule or options.get("schedule") or (
-            "cosine" if total_steps is not None else "constant")
+        schedule = (
+            schedule
+            or options.get("schedule")
+            or ("cosine" if total_steps is not None else "constant")
+        )
         if momentum is None:
             momentum = options.get("momentum", "cyclic" if schedule == "cosine" else 0.9)
         nesterov = nesterov or options.get("nesterov", "search")
@@ -132,13 +134,19 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         self._lists: dict[int, tuple[tuple[int, ...], dict[str, list[torch.Tensor]], Any]] = {}
         # per group: a block of base-schedule values (see _schedule)
         self._sched: dict[int, tuple[tuple, int, list[float], list[float]]] = {}
-        self._random_slots = [name for name, kind in self._torch_fns.slots
-                              if kind == "random"]
+        self._random_slots = [name for name, kind in self._torch_fns.slots if kind == "random"]
         self._has_momentum = cand.momentum.value != "none"
         self._step_fns: dict[str, Callable[..., None]] = {}
         self._sizes: dict[int, tuple[tuple[int, ...], bool]] = {}
-        defaults = {"lr": lr, "total_steps": total_steps, "warmup": warmup, "hold": hold,
-                    "schedule": schedule, "momentum": momentum, "flip": flip}
+        defaults = {
+            "lr": lr,
+            "total_steps": total_steps,
+            "warmup": warmup,
+            "hold": hold,
+            "schedule": schedule,
+            "momentum": momentum,
+            "flip": flip,
+        }
         super().__init__(params, defaults)
         for group in self.param_groups:
             self._validate(group)
@@ -162,17 +170,21 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             needs.append("cyclic momentum")
         if total is None:
             if needs:
-                raise NosError(f"candidate '{self.candidate}' needs total_steps for "
-                               f"{' and '.join(needs)}")
+                raise NosError(
+                    f"candidate '{self.candidate}' needs total_steps for {' and '.join(needs)}"
+                )
             return
         if isinstance(total, bool) or not isinstance(total, int) or total < 1:
             raise NosError(f"total_steps must be a positive integer, got {total!r}")
         w, h = group["warmup"], group["hold"]
-        bad = not (isinstance(w, int) and isinstance(h, int) and w >= 0 and h >= 0
-                   and w + h < total)
+        bad = not (
+            isinstance(w, int) and isinstance(h, int) and w >= 0 and h >= 0 and w + h < total
+        )
         if bad and (group["schedule"] == "cosine" or group["momentum"] == "cyclic"):
-            raise NosError(f"need 0 <= warmup, 0 <= hold and warmup + hold < total_steps; "
-                           f"got warmup={w}, hold={h}, total_steps={total}")
+            raise NosError(
+                f"need 0 <= warmup, 0 <= hold and warmup + hold < total_steps; "
+                f"got warmup={w}, hold={h}, total_steps={total}"
+            )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -192,7 +204,8 @@ class SymbolicOptimizer(torch.optim.Optimizer):
                     by_device.setdefault(p.device, []).append(p)
             self._nonfinite = any(
                 not bool(torch.stack([torch.isfinite(p).all() for p in ps]).all())
-                for ps in by_device.values())
+                for ps in by_device.values()
+            )
         return self._nonfinite
 
     def generator(self, device: torch.device) -> torch.Generator:
@@ -223,8 +236,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         if extra is not None:
             for key, gen_state in extra.get("generators", {}).items():
                 gen = torch.Generator(device=key)
-                gen.set_state(gen_state.cpu() if isinstance(gen_state, torch.Tensor)
-                              else gen_state)
+                gen.set_state(gen_state.cpu() if isinstance(gen_state, torch.Tensor) else gen_state)
                 self._generators[key] = gen
             if extra.get("nonfinite"):
                 self._nonfinite = True
@@ -240,10 +252,16 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         hit = self._sched.get(gi)
         if hit is None or hit[0] != key or hit[1] != start:
             ts = np.arange(start, min(start + _BLOCK, total))
-            etas = (base_lr(ts, group["lr"], warmup, total, hold).tolist()
-                    if group["schedule"] == "cosine" else [])
-            mus = (cyclic_momentum(ts, warmup, total, hold).tolist()
-                   if group["momentum"] == "cyclic" else [])
+            etas = (
+                base_lr(ts, group["lr"], warmup, total, hold).tolist()
+                if group["schedule"] == "cosine"
+                else []
+            )
+            mus = (
+                cyclic_momentum(ts, warmup, total, hold).tolist()
+                if group["momentum"] == "cyclic"
+                else []
+            )
             hit = self._sched[gi] = (key, start, etas, mus)
         i = tc - start
         eta = hit[2][i] if hit[2] else float(group["lr"])
@@ -286,9 +304,13 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             from nos.symbolic.keys import canonical_key
 
             fn = self._step_fns[layout] = group_step(
-                self._torch_fns, self.candidate.momentum.value, nesterov=self.nesterov,
-                layout=layout, compile=self.compile,
-                key=canonical_key(self.candidate) if self.compile else None)
+                self._torch_fns,
+                self.candidate.momentum.value,
+                nesterov=self.nesterov,
+                layout=layout,
+                compile=self.compile,
+                key=canonical_key(self.candidate) if self.compile else None,
+            )
         return fn
 
     def _layout(self, gi: int, group: dict[str, Any]) -> str:
@@ -339,30 +361,36 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             group["step"] += 1
         return loss
 
-    def _runtime(self, gi: int, params: list[torch.Tensor], device: torch.device,
-                 flat: bool) -> TorchRuntime:
+    def _runtime(
+        self, gi: int, params: list[torch.Tensor], device: torch.device, flat: bool
+    ) -> TorchRuntime:
         rt = self._runtimes.get((gi, flat))
         if rt is None:
             sizes = [p.numel() for p in params] if flat else None
             rt = self._runtimes[(gi, flat)] = TorchRuntime(sizes, device)
         return rt
 
-    def _noise(self, params: list[torch.Tensor], device: torch.device, flat: bool
-               ) -> dict[str, Any]:
+    def _noise(
+        self, params: list[torch.Tensor], device: torch.device, flat: bool
+    ) -> dict[str, Any]:
         slots = self._random_slots
         gen = self.generator(device)
         if flat:
             n = sum(p.numel() for p in params)
-            return {s: torch.rand(n, generator=gen, dtype=params[0].dtype, device=device)
-                    for s in slots}
-        return {s: [torch.rand(p.shape, generator=gen, dtype=p.dtype, device=device)
-                    for p in params] for s in slots}
+            return {
+                s: torch.rand(n, generator=gen, dtype=params[0].dtype, device=device) for s in slots
+            }
+        return {
+            s: [torch.rand(p.shape, generator=gen, dtype=p.dtype, device=device) for p in params]
+            for s in slots
+        }
 
     def _state_keys(self, grads: Any, rt: TorchRuntime) -> list[str]:
         return list(self._torch_fns.init_state(grads, rt))
 
-    def _list_state(self, gi: int, params: list[torch.Tensor], grads: list[torch.Tensor],
-                    rt: TorchRuntime) -> tuple[dict[str, list[torch.Tensor]], Any]:
+    def _list_state(
+        self, gi: int, params: list[torch.Tensor], grads: list[torch.Tensor], rt: TorchRuntime
+    ) -> tuple[dict[str, list[torch.Tensor]], Any]:
         ids = tuple(map(id, params))
         hit = self._lists.get(gi)
         if hit is not None and hit[0] == ids:
@@ -384,13 +412,13 @@ class SymbolicOptimizer(torch.optim.Optimizer):
                 if self._has_momentum:
                     self.state[p]["momentum_buffer"] = torch.zeros_like(p)
         state = {k: [self.state[p][k] for p in params] for k in keys}
-        mom = ([self.state[p]["momentum_buffer"] for p in params]
-               if self._has_momentum else None)
+        mom = [self.state[p]["momentum_buffer"] for p in params] if self._has_momentum else None
         self._lists[gi] = (ids, state, mom)
         return state, mom
 
-    def _flat_state(self, gi: int, params: list[torch.Tensor], grads: list[torch.Tensor],
-                    rt: TorchRuntime) -> tuple[dict[str, torch.Tensor], Any]:
+    def _flat_state(
+        self, gi: int, params: list[torch.Tensor], grads: list[torch.Tensor], rt: TorchRuntime
+    ) -> tuple[dict[str, torch.Tensor], Any]:
         ids = tuple(id(p) for p in params)
         hit = self._flat.get(gi)
         if hit is None or hit[0] != ids:
@@ -398,9 +426,17 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             if have:  # rebuild the flat buffers from per-tensor state (after a load, or
                 # after foreach steps); a parameter without state yet starts at zero
                 keys = list(have[0])
-                bufs = {k: torch.cat([self.state[p][k].reshape(-1) if self.state[p]
-                                      else torch.zeros_like(p).reshape(-1) for p in params])
-                        for k in keys}
+                bufs = {
+                    k: torch.cat(
+                        [
+                            self.state[p][k].reshape(-1)
+                            if self.state[p]
+                            else torch.zeros_like(p).reshape(-1)
+                            for p in params
+                        ]
+                    )
+                    for k in keys
+                }
             else:
                 g = torch.cat([x.reshape(-1) for x in grads])
                 bufs = dict(self._torch_fns.init_state(g, rt))

@@ -146,8 +146,9 @@ class _SpanParser:
             return self.memo[key]
         self.work += 1
         if self.work > MAX_WORK:
-            raise CandidateError("candidate text too ambiguous to read within the work limit",
-                                 position=i)
+            raise CandidateError(
+                "candidate text too ambiguous to read within the work limit", position=i
+            )
         self.depth += 1
         if self.depth > MAX_NESTING:
             raise CandidateError(f"nesting deeper than {MAX_NESTING}", position=i)
@@ -178,8 +179,9 @@ class _SpanParser:
         self.far = max(self.far, start)
         yield from self._fill(tpl, 0, start, end, {})
 
-    def _fill(self, tpl: _Template, h: int, start: int, end: int,
-              got: dict[int, tuple[int, int, _Result]]) -> Iterator[_Result]:
+    def _fill(
+        self, tpl: _Template, h: int, start: int, end: int, got: dict[int, tuple[int, int, _Result]]
+    ) -> Iterator[_Result]:
         """Place hole ``h`` at ``start`` and the literals after it, then the remaining holes."""
         text = self.text
         last = h == len(tpl.holes) - 1
@@ -205,8 +207,9 @@ class _SpanParser:
                 yield self._build(tpl, {**got, arg: (start, stop, sub)})
             else:
                 self.far = max(self.far, stop + len(sep))
-                yield from self._fill(tpl, h + 1, stop + len(sep), end,
-                                      {**got, arg: (start, stop, sub)})
+                yield from self._fill(
+                    tpl, h + 1, stop + len(sep), end, {**got, arg: (start, stop, sub)}
+                )
 
     def _find_all(self, sep: str, lo: int, hi: int) -> Iterator[int]:
         """Start positions of ``sep`` that leave a non-empty hole after it, before ``hi``."""
@@ -233,17 +236,20 @@ def _check_text(text: str, allowed: frozenset[str]) -> None:
             name = unicodedata.name(ch, "unnamed character")
             plain = unicodedata.normalize("NFKC", ch)
             hint = f", a look-alike of {plain!r}" if plain != ch and plain.isascii() else ""
-            raise CandidateError(f"non-ASCII character {ch!r} (U+{ord(ch):04X} {name}{hint}) "
-                                 "in reference candidate text", position=pos)
-        raise CandidateError(f"unexpected character {ch!r} in reference candidate text",
-                             position=pos)
+            raise CandidateError(
+                f"non-ASCII character {ch!r} (U+{ord(ch):04X} {name}{hint}) "
+                "in reference candidate text",
+                position=pos,
+            )
+        raise CandidateError(
+            f"unexpected character {ch!r} in reference candidate text", position=pos
+        )
     depth = 0
     for pos, ch in enumerate(text):
         if ch in "([":
             depth += 1
             if depth > MAX_NESTING:
-                raise CandidateError(f"brackets nested deeper than {MAX_NESTING}",
-                                     position=pos)
+                raise CandidateError(f"brackets nested deeper than {MAX_NESTING}", position=pos)
         elif ch in ")]":
             depth -= 1
 
@@ -274,11 +280,11 @@ def parse_reference(text: str, grammar: Grammar) -> Candidate:
     if m is not None:
         word = m.group(1).lower()
         if word not in {mo.value for mo in Momentum}:
-            raise CandidateError(f"unknown momentum {m.group(1)!r} (expected None, Mom or "
-                                 "Nest)", position=lo)
+            raise CandidateError(
+                f"unknown momentum {m.group(1)!r} (expected None, Mom or Nest)", position=lo
+            )
         if word not in grammar.momentum:
-            raise CandidateError(f"momentum {word!r} is not in grammar {grammar.name}",
-                                 position=lo)
+            raise CandidateError(f"momentum {word!r} is not in grammar {grammar.name}", position=lo)
         momentum = Momentum(word)
         start = m.end()
     if start >= hi:
@@ -296,9 +302,11 @@ def parse_reference(text: str, grammar: Grammar) -> Candidate:
         raise CandidateError(exc.problem, position=start + (exc.position or 0)) from None
     if res is None:
         far = min(parser.far, len(body))
-        near = repr(body[far:far + 24]) if far < len(body) else "the end"
-        raise CandidateError(f"no operand or op of grammar {grammar.name} matches the "
-                             f"reference text near {near}", position=start + far)
+        near = repr(body[far : far + 24]) if far < len(body) else "the end"
+        raise CandidateError(
+            f"no operand or op of grammar {grammar.name} matches the reference text near {near}",
+            position=start + far,
+        )
     return Candidate(gp.PrimitiveTree(list(res[0])), momentum, grammar)
 
 
@@ -320,8 +328,9 @@ def format_reference(candidate: Candidate) -> str:
     for node in candidate.update:
         tpl = syn.printing.get(node.name)
         if tpl is None:
-            raise CandidateError(f"'{node.name}' has no 'ref' spelling in grammar "
-                                 f"{candidate.grammar.name}")
+            raise CandidateError(
+                f"'{node.name}' has no 'ref' spelling in grammar {candidate.grammar.name}"
+            )
         stack.append((tpl, []))
         while stack and len(stack[-1][1]) == len(stack[-1][0].arg_types):
             done, args = stack.pop()

@@ -45,11 +45,15 @@ __all__ = ["ImportSummary", "LogReader", "LogRecord", "import_log", "read_log"]
 MAX_LINE = 20_000
 
 _NUM = r"([-+0-9.eEinfINFa]+)"
-_MODEL = re.compile(rf"INFO:root: MODEL (\d+)/(\d+) -> Val Acc: {_NUM}, Val Loss: {_NUM}, "
-                    rf"Time: {_NUM}, Fun: (.*)")
+_MODEL = re.compile(
+    rf"INFO:root: MODEL (\d+)/(\d+) -> Val Acc: {_NUM}, Val Loss: {_NUM}, "
+    rf"Time: {_NUM}, Fun: (.*)"
+)
 _MODEL_FAILED = re.compile(r"INFO:root: INIT MODEL ARCHITECTURE FAILED\.\.\.")
-_PARTICLE = re.compile(rf"INFO:root:INIT PARTICLE (\d+)/(\d+) : (.*) : "
-                       rf"(?:val: {_NUM} - Time: {_NUM}|(FAILED))")
+_PARTICLE = re.compile(
+    rf"INFO:root:INIT PARTICLE (\d+)/(\d+) : (.*) : "
+    rf"(?:val: {_NUM} - Time: {_NUM}|(FAILED))"
+)
 _DEPTH = re.compile(r"INFO:root: Depth: (\d+)/(\d+)")
 _CHILD_FAILED = re.compile(r"INFO:root:    (\S.*) : FAILED")
 _CHILD = re.compile(rf"INFO:root:    (\S.*) val: {_NUM} - Time: {_NUM}")
@@ -110,7 +114,8 @@ class LogReader:
     malformed_at: list[int] = field(default_factory=list)  # first few line numbers
     restarts: int = 0
     _parsed: dict[str, tuple[str | None, str | None, str | None]] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, repr=False
+    )
 
     def _read(self, reference: str) -> tuple[str | None, str | None, str | None]:
         """(canonical, momentum, error) of a candidate string, cached per distinct string."""
@@ -148,12 +153,24 @@ class LogReader:
                     ref = m.group(6).strip()
                     canonical, momentum, error = self._read(ref)
                     acc = _num(m.group(3))
-                    yield LogRecord(number, "initial", "init", ref, canonical, momentum,
-                                    acc is None, acc, _num(m.group(4)), _num(m.group(5)),
-                                    model=int(m.group(1)), error=error)
+                    yield LogRecord(
+                        number,
+                        "initial",
+                        "init",
+                        ref,
+                        canonical,
+                        momentum,
+                        acc is None,
+                        acc,
+                        _num(m.group(4)),
+                        _num(m.group(5)),
+                        model=int(m.group(1)),
+                        error=error,
+                    )
                 elif _MODEL_FAILED.fullmatch(line):
-                    yield LogRecord(number, "initial", "init", None, None, None, True, None,
-                                    model=next_model)
+                    yield LogRecord(
+                        number, "initial", "init", None, None, None, True, None, model=next_model
+                    )
                     next_model += 1
                 elif m := _PARTICLE.fullmatch(line):
                     index = int(m.group(1))
@@ -165,39 +182,73 @@ class LogReader:
                     canonical, momentum, error = self._read(ref)
                     failed = m.group(6) is not None
                     acc = None if failed else _num(m.group(4))
-                    yield LogRecord(number, phase, "reeval", ref, canonical, momentum,
-                                    failed or acc is None, acc,
-                                    time_s=None if failed else _num(m.group(5)),
-                                    particle=index, depth=0, attempt=attempt, error=error)
+                    yield LogRecord(
+                        number,
+                        phase,
+                        "reeval",
+                        ref,
+                        canonical,
+                        momentum,
+                        failed or acc is None,
+                        acc,
+                        time_s=None if failed else _num(m.group(5)),
+                        particle=index,
+                        depth=0,
+                        attempt=attempt,
+                        error=error,
+                    )
                 elif (m := _DEPTH.fullmatch(line)) and phase == "particle":
                     depth = int(m.group(1))
                 elif phase == "particle" and (
-                        (m := _CHILD_FAILED.fullmatch(line)) or (m := _CHILD.fullmatch(line))):
+                    (m := _CHILD_FAILED.fullmatch(line)) or (m := _CHILD.fullmatch(line))
+                ):
                     failed = m.re is _CHILD_FAILED
                     ref = m.group(1).strip()
                     canonical, momentum, error = self._read(ref)
                     acc = None if failed else _num(m.group(2))
-                    yield LogRecord(number, phase, "child", ref, canonical, momentum,
-                                    failed or acc is None, acc,
-                                    time_s=None if failed else _num(m.group(3)),
-                                    particle=particle, depth=depth, attempt=attempt,
-                                    error=error)
+                    yield LogRecord(
+                        number,
+                        phase,
+                        "child",
+                        ref,
+                        canonical,
+                        momentum,
+                        failed or acc is None,
+                        acc,
+                        time_s=None if failed else _num(m.group(3)),
+                        particle=particle,
+                        depth=depth,
+                        attempt=attempt,
+                        error=error,
+                    )
                 elif (m := _CHOSEN.fullmatch(line)) and phase == "particle":
                     if self.selections:
                         ref = m.group(1).strip()
                         canonical, momentum, error = self._read(ref)
-                        yield LogRecord(number, phase, "chosen", ref, canonical, momentum,
-                                        False, _num(m.group(2)), particle=particle,
-                                        depth=depth, attempt=attempt,
-                                        cumulative_s=_num(m.group(3)), error=error)
+                        yield LogRecord(
+                            number,
+                            phase,
+                            "chosen",
+                            ref,
+                            canonical,
+                            momentum,
+                            False,
+                            _num(m.group(2)),
+                            particle=particle,
+                            depth=depth,
+                            attempt=attempt,
+                            cumulative_s=_num(m.group(3)),
+                            error=error,
+                        )
                 elif _NOISE.match(line):
                     self.noise += 1
                 else:
                     self._bad(number)
 
 
-def read_log(path: str | Path, grammar: Grammar, *,
-             selections: bool = False) -> Iterator[LogRecord]:
+def read_log(
+    path: str | Path, grammar: Grammar, *, selections: bool = False
+) -> Iterator[LogRecord]:
     """Yield one :class:`LogRecord` per evaluation in the log, in log order.
 
     With ``selections=True`` the ``Chosen`` lines are yielded too (kind ``"chosen"``).
@@ -237,8 +288,9 @@ class ImportSummary:
         ]
         if self.malformed:
             first = ", ".join(str(n) for n in self.malformed_at[:5])
-            out.append(f"  skipped {self.malformed} line(s) of unknown shape (first at line(s) "
-                       f"{first})")
+            out.append(
+                f"  skipped {self.malformed} line(s) of unknown shape (first at line(s) {first})"
+            )
         return out
 
     def __str__(self) -> str:
@@ -285,9 +337,18 @@ def import_log(log_path: str | Path, out_path: str | Path, grammar: Grammar) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return ImportSummary(
-        log=str(log_path), out=str(out_path), records=records,
-        initial_ok=counts["initial"][0], initial_failed=counts["initial"][1],
-        particle_ok=counts["particle"][0], particle_failed=counts["particle"][1],
-        distinct=len(distinct), unparsed=len(unparsed), restarts=reader.restarts,
-        lines_read=reader.lines_read, noise=reader.noise, malformed=reader.malformed,
-        malformed_at=tuple(reader.malformed_at))
+        log=str(log_path),
+        out=str(out_path),
+        records=records,
+        initial_ok=counts["initial"][0],
+        initial_failed=counts["initial"][1],
+        particle_ok=counts["particle"][0],
+        particle_failed=counts["particle"][1],
+        distinct=len(distinct),
+        unparsed=len(unparsed),
+        restarts=reader.restarts,
+        lines_read=reader.lines_read,
+        noise=reader.noise,
+        malformed=reader.malformed,
+        malformed_at=tuple(reader.malformed_at),
+    )

@@ -52,10 +52,20 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise NosError(f"unknown strategy {self.strategy!r} (choose from "
-                           f"{', '.join(STRATEGIES)})")
-        for name in ("particles", "steps", "children", "init_factor", "tries", "eval_seeds",
-                     "rescore_seeds", "max_rejections", "hof_size"):
+            raise NosError(
+                f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})"
+            )
+        for name in (
+            "particles",
+            "steps",
+            "children",
+            "init_factor",
+            "tries",
+            "eval_seeds",
+            "rescore_seeds",
+            "max_rejections",
+            "hof_size",
+        ):
             if getattr(self, name) < 1:
                 raise NosError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.rescore_top < 0 or self.budget_evals < 0 or self.budget_s < 0:
@@ -75,8 +85,7 @@ class SearchConfig:
     def nominal_evaluations(self) -> int:
         """Evaluations of a run without failures or duplicates (spec §4.3's count)."""
         n = self.particles
-        return (self.init_size + n * self.reeval + n * self.steps * self.children
-                + self.rescore_top)
+        return self.init_size + n * self.reeval + n * self.steps * self.children + self.rescore_top
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

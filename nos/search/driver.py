@@ -122,9 +122,16 @@ class _Task:
 class _Scheduler:
     """Runs phase coroutines, resolving their requests through cache, store or executor."""
 
-    def __init__(self, config: SearchConfig, job_factory: JobFactory, executor: Executor,
-                 store: Recorder, progress: Progress | None, checkpoint: Callable[[], None],
-                 checkpoint_every_s: float):
+    def __init__(
+        self,
+        config: SearchConfig,
+        job_factory: JobFactory,
+        executor: Executor,
+        store: Recorder,
+        progress: Progress | None,
+        checkpoint: Callable[[], None],
+        checkpoint_every_s: float,
+    ):
         self.config = config
         self.job_factory = job_factory
         self.executor = executor
@@ -165,9 +172,17 @@ class _Scheduler:
 
     def _report(self, phase: str) -> None:
         if self.progress is not None:
-            self.progress({"phase": phase, "evaluations": self.seq, "trained": self.trained,
-                           "replayed": self.replayed, "cached": self.cached,
-                           "inflight": len(self.inflight), "best": self.best})
+            self.progress(
+                {
+                    "phase": phase,
+                    "evaluations": self.seq,
+                    "trained": self.trained,
+                    "replayed": self.replayed,
+                    "cached": self.cached,
+                    "inflight": len(self.inflight),
+                    "best": self.best,
+                }
+            )
 
     # coroutines ------------------------------------------------------------------------
 
@@ -230,8 +245,9 @@ class _Scheduler:
     def _note_best(self, request: Request, result: Result) -> None:
         if result.ok and request.stage in self.best_by_stage:
             old = self.best_by_stage[request.stage]
-            self.best_by_stage[request.stage] = (result.fitness if old is None
-                                                 else max(old, result.fitness))
+            self.best_by_stage[request.stage] = (
+                result.fitness if old is None else max(old, result.fitness)
+            )
 
     @property
     def best(self) -> float | None:
@@ -247,16 +263,31 @@ class _Scheduler:
         self.trained += 1
         entry = request.entry
         record = {
-            "type": "eval", "seq": self.seq, "cache_id": cid, "origin": request.origin,
-            "stage": request.stage, "candidate": entry.candidate.text, "key": entry.key,
-            "fingerprint": entry.fingerprint, "size": entry.candidate.size,
-            "parent": entry.parent, "mutation": entry.mutation, "detail": entry.detail,
-            "flip": entry.check.flip, "lr_hint": entry.check.lr, "seeds": list(request.seeds),
-            "status": result.status, "fitness": result.fitness,
-            "fitness_per_seed": list(result.fitness_per_seed), "reason": result.reason,
-            "lr": result.lr, "steps": result.steps,
-            "eval_wall_s": outcome.result.get("wall_s"), "wall_s": round(outcome.wall_s, 4),
-            "worker": outcome.worker, "started": round(outcome.started, 3),
+            "type": "eval",
+            "seq": self.seq,
+            "cache_id": cid,
+            "origin": request.origin,
+            "stage": request.stage,
+            "candidate": entry.candidate.text,
+            "key": entry.key,
+            "fingerprint": entry.fingerprint,
+            "size": entry.candidate.size,
+            "parent": entry.parent,
+            "mutation": entry.mutation,
+            "detail": entry.detail,
+            "flip": entry.check.flip,
+            "lr_hint": entry.check.lr,
+            "seeds": list(request.seeds),
+            "status": result.status,
+            "fitness": result.fitness,
+            "fitness_per_seed": list(result.fitness_per_seed),
+            "reason": result.reason,
+            "lr": result.lr,
+            "steps": result.steps,
+            "eval_wall_s": outcome.result.get("wall_s"),
+            "wall_s": round(outcome.wall_s, 4),
+            "worker": outcome.worker,
+            "started": round(outcome.started, 3),
             "finished": round(outcome.started + outcome.wall_s, 3),
             "elapsed_s": round(self.elapsed(), 3),
         }
@@ -285,22 +316,36 @@ class _Scheduler:
         self._report(phase)
 
 
-def run_search(config: SearchConfig, grammar: Grammar, *, job_factory: JobFactory,
-               executor: Executor, store: Recorder | None = None,
-               seeds: Sequence[Candidate] = (), progress: Progress | None = None,
-               checkpoint_every_s: float = 30.0) -> SearchOutcome:
+def run_search(
+    config: SearchConfig,
+    grammar: Grammar,
+    *,
+    job_factory: JobFactory,
+    executor: Executor,
+    store: Recorder | None = None,
+    seeds: Sequence[Candidate] = (),
+    progress: Progress | None = None,
+    checkpoint_every_s: float = 30.0,
+) -> SearchOutcome:
     """Run (or, with a store that holds records, resume) one search to its end or budget."""
     store = store if store is not None else MemoryStore()
     engine = ParticleGA(config, grammar, seeds)
     sched: _Scheduler
 
     def checkpoint() -> None:
-        store.checkpoint({"type": "checkpoint", "elapsed_s": round(sched.elapsed(), 3),
-                          "evaluations": sched.seq, "finished_phases": sorted(sched.done),
-                          **engine.state()})
+        store.checkpoint(
+            {
+                "type": "checkpoint",
+                "elapsed_s": round(sched.elapsed(), 3),
+                "evaluations": sched.seq,
+                "finished_phases": sorted(sched.done),
+                **engine.state(),
+            }
+        )
 
-    sched = _Scheduler(config, job_factory, executor, store, progress, checkpoint,
-                       checkpoint_every_s)
+    sched = _Scheduler(
+        config, job_factory, executor, store, progress, checkpoint, checkpoint_every_s
+    )
     sched.add("init", engine.initial_phase())
     sched.run("init")
     if "init" in sched.done:
@@ -309,17 +354,23 @@ def run_search(config: SearchConfig, grammar: Grammar, *, job_factory: JobFactor
         sched.run("particles")
     particles_done = "init" in sched.done and not sched.tasks
     if config.rescore_top and particles_done:
-        sched.add("rescore", engine.rescore_phase(finalists(sched.cache.values(),
-                                                            config.rescore_top)))
+        sched.add(
+            "rescore", engine.rescore_phase(finalists(sched.cache.values(), config.rescore_top))
+        )
         sched.run("rescore")
     checkpoint()
     finished = not sched.tasks and not sched.stop_reason and "init" in sched.done
     stop_reason = sched.stop_reason or ("" if finished else "no request could be answered")
     return SearchOutcome(
-        status="finished" if finished else "stopped", stop_reason=stop_reason,
-        trained=sched.trained, replayed=sched.replayed, cached=sched.cached,
+        status="finished" if finished else "stopped",
+        stop_reason=stop_reason,
+        trained=sched.trained,
+        replayed=sched.replayed,
+        cached=sched.cached,
         rejections=dict(sorted(engine.rejections.items())),
-        wall_s=time.monotonic() - sched.t0, elapsed_s=sched.elapsed())
+        wall_s=time.monotonic() - sched.t0,
+        elapsed_s=sched.elapsed(),
+    )
 
 
 def finalists(evaluated: Iterable[tuple[Request, Result]], k: int) -> list[Entry]:
@@ -329,8 +380,11 @@ def finalists(evaluated: Iterable[tuple[Request, Result]], k: int) -> list[Entry
         if request.stage != "full" or not result.ok:
             continue
         fp = request.entry.fingerprint
-        if (fp not in best or result.fitness > best[fp][0]
-                or (result.fitness == best[fp][0] and request.entry.key < best[fp][1].key)):
+        if (
+            fp not in best
+            or result.fitness > best[fp][0]
+            or (result.fitness == best[fp][0] and request.entry.key < best[fp][1].key)
+        ):
             best[fp] = (result.fitness, request.entry)
     ranked = sorted(best.values(), key=lambda fe: (-fe[0], fe[1].key))
     return [e for _f, e in ranked[:k]]

@@ -132,13 +132,19 @@ class Result:
                 return cls(Status.ERROR, reason="evaluator returned a non-finite fitness")
         else:
             fitness = None
-        per_seed = tuple(float(x) for x in raw.get("fitness_per_seed") or ()
-                         if isinstance(x, int | float))
+        per_seed = tuple(
+            float(x) for x in raw.get("fitness_per_seed") or () if isinstance(x, int | float)
+        )
         lr = raw.get("lr")
         steps = raw.get("steps")
-        return cls(status, fitness, per_seed, reason,
-                   float(lr) if isinstance(lr, int | float) else None,
-                   int(steps) if isinstance(steps, int | float) else None)
+        return cls(
+            status,
+            fitness,
+            per_seed,
+            reason,
+            float(lr) if isinstance(lr, int | float) else None,
+            int(steps) if isinstance(steps, int | float) else None,
+        )
 
 
 @dataclass
@@ -180,8 +186,7 @@ class ParticleGA:
       seeds: candidates that open the initial population (``--seed-from``), in order.
     """
 
-    def __init__(self, config: SearchConfig, grammar: Grammar,
-                 seeds: Sequence[Candidate] = ()):
+    def __init__(self, config: SearchConfig, grammar: Grammar, seeds: Sequence[Candidate] = ()):
         self.config = config
         self.grammar = grammar
         self.seeds = list(seeds)
@@ -199,8 +204,14 @@ class ParticleGA:
             hit = self._checks[cand.text] = check_candidate(cand)
         return hit
 
-    def _admit(self, cand: Candidate, counts: collections.Counter[str], seen_keys: set[str],
-               seen_fps: set[str] | None, **info: Any) -> Entry | None:
+    def _admit(
+        self,
+        cand: Candidate,
+        counts: collections.Counter[str],
+        seen_keys: set[str],
+        seen_fps: set[str] | None,
+        **info: Any,
+    ) -> Entry | None:
         """The candidate as an :class:`Entry` if it passes the check and is unseen."""
         key = canonical_key(cand)
         if key in seen_keys:
@@ -229,15 +240,23 @@ class ParticleGA:
             except MutationError:
                 counts["no_mutation"] += 1
                 return None
-            entry = self._admit(m.child, counts, particle.seen_keys, fps, mutation=m.kind,
-                                detail=m.detail, parent=parent.key)
+            entry = self._admit(
+                m.child,
+                counts,
+                particle.seen_keys,
+                fps,
+                mutation=m.kind,
+                detail=m.detail,
+                parent=parent.key,
+            )
             if entry is not None:
                 return entry
         counts["exhausted"] += 1
         return None
 
-    def _record_rejections(self, origin: str,
-                           counts: collections.Counter[str]) -> list[dict[str, Any]]:
+    def _record_rejections(
+        self, origin: str, counts: collections.Counter[str]
+    ) -> list[dict[str, Any]]:
         self.rejections.update(counts)
         if not counts:
             return []
@@ -264,15 +283,18 @@ class ParticleGA:
             entry = self._admit(cand, counts, seen_keys if cfg.dedup else set(), seen_fps)
             if entry is not None:
                 entries.append(entry)
-        requests = [Request(f"init/{i}", "init", e, self.eval_seeds)
-                    for i, e in enumerate(entries)]
+        requests = [Request(f"init/{i}", "init", e, self.eval_seeds) for i, e in enumerate(entries)]
         results = yield Batch(requests, self._record_rejections("init", counts))
-        scored = sorted(range(len(entries)),
-                        key=lambda i: (-results[i].score(FAILED_INIT), i))
+        scored = sorted(range(len(entries)), key=lambda i: (-results[i].score(FAILED_INIT), i))
         top = [(entries[i], results[i].score(FAILED_INIT)) for i in scored[: cfg.particles]]
-        record = {"type": "selection", "origin": "init/selection", "particles": [
-            {"particle": p, "candidate": e.candidate.text, "key": e.key, "init_fitness": f}
-            for p, (e, f) in enumerate(top)]}
+        record = {
+            "type": "selection",
+            "origin": "init/selection",
+            "particles": [
+                {"particle": p, "candidate": e.candidate.text, "key": e.key, "init_fitness": f}
+                for p, (e, f) in enumerate(top)
+            ],
+        }
         yield Batch([], [record])
         return top
 
@@ -298,8 +320,9 @@ class ParticleGA:
         particle.step = cfg.steps if not particle.stopped else particle.step
         return trajectory
 
-    def _step(self, particle: _Particle, step: int) -> Generator[Batch, list[Result],
-                                                                   dict[str, Any] | None]:
+    def _step(
+        self, particle: _Particle, step: int
+    ) -> Generator[Batch, list[Result], dict[str, Any] | None]:
         cfg, p = self.config, particle.index
         slots: list[Entry | None] = []
         results: list[Result | None] = [None] * cfg.children
@@ -310,8 +333,10 @@ class ParticleGA:
         pending = [j for j, e in enumerate(slots) if e is not None]
         round_ = 0
         while pending:
-            batch = [Request(f"p{p}/s{step}/c{j}/t{tries[j]}", "full", slots[j],
-                             self.eval_seeds) for j in pending]
+            batch = [
+                Request(f"p{p}/s{step}/c{j}/t{tries[j]}", "full", slots[j], self.eval_seeds)
+                for j in pending
+            ]
             got = yield Batch(batch, self._record_rejections(f"p{p}/s{step}/r{round_}", counts))
             counts = collections.Counter()
             retry = []
@@ -334,18 +359,32 @@ class ParticleGA:
             return None
         best = max(done, key=lambda j: (results[j].score(), -j))  # ties: the first slot
         best_score = results[best].score()
-        moved = not (cfg.elitist and particle.fitness is not None
-                     and best_score < particle.fitness)
+        moved = not (cfg.elitist and particle.fitness is not None and best_score < particle.fitness)
         before = particle.position
         if moved:
             particle.position, particle.fitness = slots[best], best_score
         move = {
-            "type": "move", "origin": f"p{p}/s{step}/move", "particle": p, "step": step,
-            "from": before.key, "to": particle.position.key,
-            "candidate": particle.position.candidate.text, "fitness": particle.fitness,
-            "moved": moved, "best_child": slots[best].key, "best_child_fitness": best_score,
-            "children": [{"slot": j, "key": slots[j].key, "status": results[j].status,
-                          "fitness": results[j].fitness, "tries": tries[j]} for j in done],
+            "type": "move",
+            "origin": f"p{p}/s{step}/move",
+            "particle": p,
+            "step": step,
+            "from": before.key,
+            "to": particle.position.key,
+            "candidate": particle.position.candidate.text,
+            "fitness": particle.fitness,
+            "moved": moved,
+            "best_child": slots[best].key,
+            "best_child_fitness": best_score,
+            "children": [
+                {
+                    "slot": j,
+                    "key": slots[j].key,
+                    "status": results[j].status,
+                    "fitness": results[j].fitness,
+                    "tries": tries[j],
+                }
+                for j in done
+            ],
         }
         yield Batch([], [move])
         return move
@@ -357,8 +396,9 @@ class ParticleGA:
         entries = list(finalists)
         if not entries:
             return []
-        results = yield Batch([Request(f"rescore/{i}", "rescore", e, seeds)
-                               for i, e in enumerate(entries)])
+        results = yield Batch(
+            [Request(f"rescore/{i}", "rescore", e, seeds) for i, e in enumerate(entries)]
+        )
         return list(zip(entries, results, strict=True))
 
     # checkpoints -----------------------------------------------------------------------
@@ -368,10 +408,18 @@ class ParticleGA:
         return {
             "init_rng": rng_state(self.init_rnd),
             "rejections": dict(sorted(self.rejections.items())),
-            "particles": [{
-                "particle": q.index, "step": q.step, "position": q.position.candidate.text,
-                "key": q.position.key, "fitness": q.fitness, "stopped": q.stopped,
-                "seen_keys": sorted(q.seen_keys), "seen_fingerprints": sorted(q.seen_fps),
-                "rng": rng_state(q.rnd),
-            } for q in sorted(self.particles.values(), key=lambda q: q.index)],
+            "particles": [
+                {
+                    "particle": q.index,
+                    "step": q.step,
+                    "position": q.position.candidate.text,
+                    "key": q.position.key,
+                    "fitness": q.fitness,
+                    "stopped": q.stopped,
+                    "seen_keys": sorted(q.seen_keys),
+                    "seen_fingerprints": sorted(q.seen_fps),
+                    "rng": rng_state(q.rnd),
+                }
+                for q in sorted(self.particles.values(), key=lambda q: q.index)
+            ],
         }

@@ -76,8 +76,12 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _score(identity: str, stage: str, seeds: list[int], opts: dict[str, Any]) -> dict[str, Any]:
     u = unit_hash(identity, "failure")
-    cuts = [("crash_rate", "crash"), ("error_rate", "error"), ("diverge_rate", "diverged"),
-            ("fail_rate", "failed_threshold")]
+    cuts = [
+        ("crash_rate", "crash"),
+        ("error_rate", "error"),
+        ("diverge_rate", "diverged"),
+        ("fail_rate", "failed_threshold"),
+    ]
     outcome, edge = "ok", 0.0
     for option, kind in cuts:
         edge += float(opts.get(option, 0.0))
@@ -91,18 +95,36 @@ def _score(identity: str, stage: str, seeds: list[int], opts: dict[str, Any]) ->
     per_seed = [fake_fitness(identity, stage, s) for s in seeds]
     base = {"lr": 0.01, "steps": 100, "wall_s": 0.0, "fitness_per_seed": per_seed}
     if outcome != "ok":
-        reason = ("loss above the threshold" if outcome == "failed_threshold"
-                  else "loss became non-finite")
-        return {**base, "status": outcome, "fitness": None, "fitness_per_seed": [],
-                "reason": reason}
-    return {**base, "status": "ok", "fitness": round(sum(per_seed) / len(per_seed), 6),
-            "reason": ""}
+        reason = (
+            "loss above the threshold"
+            if outcome == "failed_threshold"
+            else "loss became non-finite"
+        )
+        return {
+            **base,
+            "status": outcome,
+            "fitness": None,
+            "fitness_per_seed": [],
+            "reason": reason,
+        }
+    return {
+        **base,
+        "status": "ok",
+        "fitness": round(sum(per_seed) / len(per_seed), 6),
+        "reason": "",
+    }
 
 
 def job_payload(request: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The payload of :func:`evaluate` for a search request."""
     entry = request.entry
-    return {"task": "fake", "candidate": entry.candidate.text,
-            "grammar": entry.candidate.grammar.name, "key": entry.key,
-            "fingerprint": entry.fingerprint, "stage": request.stage,
-            "seeds": list(request.seeds), "fake": dict(options or {})}
+    return {
+        "task": "fake",
+        "candidate": entry.candidate.text,
+        "grammar": entry.candidate.grammar.name,
+        "key": entry.key,
+        "fingerprint": entry.fingerprint,
+        "stage": request.stage,
+        "seeds": list(request.seeds),
+        "fake": dict(options or {}),
+    }

@@ -71,16 +71,30 @@ def hall_of_fame(records: Iterable[Record], k: int = 10) -> list[Record]:
         rep = min(group, key=lambda r: (int(r.get("size") or 0), str(r.get("key"))))
         fitness = statistics.fmean(float(r["fitness"]) for r in group)
         again = rescored.get(fp)
-        rows.append({
-            "candidate": rep["candidate"], "key": rep.get("key"), "fingerprint": fp,
-            "size": rep.get("size"), "fitness": round(fitness, 6), "stage": stage,
-            "flip": bool(rep.get("flip")),
-            "evaluations": len(group), "origin": rep.get("origin"),
-            "rescore": again.get("fitness") if again else None,
-            "rescore_per_seed": again.get("fitness_per_seed") if again else None,
-        })
-    rows.sort(key=lambda row: (row["rescore"] is None, -(row["rescore"] or row["fitness"]),
-                               -row["fitness"], int(row["size"] or 0), str(row["key"])))
+        rows.append(
+            {
+                "candidate": rep["candidate"],
+                "key": rep.get("key"),
+                "fingerprint": fp,
+                "size": rep.get("size"),
+                "fitness": round(fitness, 6),
+                "stage": stage,
+                "flip": bool(rep.get("flip")),
+                "evaluations": len(group),
+                "origin": rep.get("origin"),
+                "rescore": again.get("fitness") if again else None,
+                "rescore_per_seed": again.get("fitness_per_seed") if again else None,
+            }
+        )
+    rows.sort(
+        key=lambda row: (
+            row["rescore"] is None,
+            -(row["rescore"] or row["fitness"]),
+            -row["fitness"],
+            int(row["size"] or 0),
+            str(row["key"]),
+        )
+    )
     for rank, row in enumerate(rows[:k], 1):
         row["rank"] = rank
     return rows[:k]
@@ -114,8 +128,10 @@ def run_stats(records: Sequence[Record], workers: int | None = None) -> dict[str
     seen: set[tuple[str, str]] = set()
     duplicates = 0
     for r in evals:
-        ids = {(str(r.get("stage")), "k" + str(r.get("key"))),
-               (str(r.get("stage")), "f" + str(r.get("fingerprint")))}
+        ids = {
+            (str(r.get("stage")), "k" + str(r.get("key"))),
+            (str(r.get("stage")), "f" + str(r.get("fingerprint"))),
+        }
         if ids & seen:
             duplicates += 1
         seen |= ids
@@ -123,12 +139,16 @@ def run_stats(records: Sequence[Record], workers: int | None = None) -> dict[str
     elapsed = max((float(r.get("elapsed_s") or 0.0) for r in evals), default=0.0)
     busy = sum(float(r.get("wall_s") or 0.0) for r in evals)
     out: dict[str, Any] = {
-        "evaluations": len(evals), "by_status": dict(status.most_common()),
-        "by_stage": dict(stages.most_common()), "rejections": dict(rejections.most_common()),
-        "rejected": sum(rejections.values()), "duplicates": duplicates,
+        "evaluations": len(evals),
+        "by_status": dict(status.most_common()),
+        "by_stage": dict(stages.most_common()),
+        "rejections": dict(rejections.most_common()),
+        "rejected": sum(rejections.values()),
+        "duplicates": duplicates,
         "wasted": duplicates + failed,
         "wasted_rate": (duplicates + failed) / len(evals) if evals else 0.0,
-        "elapsed_s": elapsed, "busy_s": busy,
+        "elapsed_s": elapsed,
+        "busy_s": busy,
         "per_hour": len(evals) / elapsed * 3600 if elapsed > 0 else None,
         "workers": sorted({str(r.get("worker")) for r in evals}),
     }
@@ -166,8 +186,10 @@ def write_plots(records: Sequence[Record], out_dir: Path, title: str = "") -> li
     series = progress_series(records)
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, x, label in ((axes[0], series["n"], "evaluations"),
-                         (axes[1], [t / 60 for t in series["elapsed_s"]], "wall time (min)")):
+    for ax, x, label in (
+        (axes[0], series["n"], "evaluations"),
+        (axes[1], [t / 60 for t in series["elapsed_s"]], "wall time (min)"),
+    ):
         ax.plot(x, series["best"], label="best so far")
         ax.plot(x, series["median"], label="median so far")
         ax.set_xlabel(label)
@@ -183,10 +205,21 @@ def write_plots(records: Sequence[Record], out_dir: Path, title: str = "") -> li
     everyone = hall_of_fame(records, k=10**9)
     front = pareto_front(records)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.scatter([r["size"] for r in everyone], [r["fitness"] for r in everyone], s=10,
-               alpha=0.4, label="candidates")
-    ax.step([r["size"] for r in front], [r["fitness"] for r in front], where="post",
-            color="C3", marker="o", label="Pareto front")
+    ax.scatter(
+        [r["size"] for r in everyone],
+        [r["fitness"] for r in everyone],
+        s=10,
+        alpha=0.4,
+        label="candidates",
+    )
+    ax.step(
+        [r["size"] for r in front],
+        [r["fitness"] for r in front],
+        where="post",
+        color="C3",
+        marker="o",
+        label="Pareto front",
+    )
     ax.set_xlabel("tree size (nodes)")
     ax.set_ylabel("fitness")
     ax.grid(alpha=0.3)
@@ -210,8 +243,9 @@ def candidate_at_rank(run: str | Path, rank: int = 1, root: str | Path = DEFAULT
     return ranked_entry(run, rank, root)[0]
 
 
-def ranked_entry(run: str | Path, rank: int = 1,
-                 root: str | Path = DEFAULT_ROOT) -> tuple[Any, dict[str, Any]]:
+def ranked_entry(
+    run: str | Path, rank: int = 1, root: str | Path = DEFAULT_ROOT
+) -> tuple[Any, dict[str, Any]]:
     """The ``rank``-th best candidate of a run and its hall-of-fame row (fitness, flip, ...)."""
     from nos.zoo.resolve import parse
 

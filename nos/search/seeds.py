@@ -55,8 +55,9 @@ def _log_texts(path: Path) -> list[str]:
     return out
 
 
-def resolve_seeds(sources: tuple[str, ...] | list[str], grammar: Any,
-                  root: str | Path = DEFAULT_ROOT) -> list[Any]:
+def resolve_seeds(
+    sources: tuple[str, ...] | list[str], grammar: Any, root: str | Path = DEFAULT_ROOT
+) -> list[Any]:
     """Candidates for the initial population from ``zoo:NAME``, JSONL files or runs."""
     out = []
     for source in sources:
@@ -68,8 +69,9 @@ def resolve_seeds(sources: tuple[str, ...] | list[str], grammar: Any,
             try:
                 data = load_run(source, root)
             except NosError:
-                raise NosError(f"seed source {source!r} is neither zoo:NAME, a .jsonl file "
-                               "nor a run") from None
+                raise NosError(
+                    f"seed source {source!r} is neither zoo:NAME, a .jsonl file nor a run"
+                ) from None
             texts = [row["candidate"] for row in hall_of_fame(data.records, k=10**6)]
         for text in texts:
             try:

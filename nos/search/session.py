@@ -7,9 +7,10 @@ This is the layer the ``nos search`` command calls (and a Python user may call):
 * :func:`execute` builds the executor and the job factory, resolves ``seed_from`` and runs
   :func:`nos.search.driver.run_search` until the end or a budget, then writes ``done``.
 
-Tasks: every task of :mod:`nos.training.tasks` is evaluated by :func:`nos.training.protocol.evaluate` in the
-workers (``nos.search.worker:evaluate_job``). The task ``fake`` (:mod:`nos.search.fake`,
-for tests and benchmarks of the machinery) scores by a hash and trains nothing.
+Tasks: every registered task (:mod:`nos.training.registry`) is evaluated by
+:func:`nos.training.protocol.evaluate` in the workers (``nos.search.worker:evaluate_job``).
+The task ``fake`` (:mod:`nos.search.fake`, for tests and benchmarks of the machinery)
+scores by a hash and trains nothing.
 """
 
 from __future__ import annotations
@@ -71,17 +72,27 @@ def default_name(config: SearchConfig) -> str:
     return f"{stamp}_{Path(config.grammar).stem}_{config.task}_s{config.seed}"
 
 
-def create_run(config: SearchConfig, execution: Execution, *, name: str | None = None,
-               root: str | Path = DEFAULT_ROOT) -> RunStore:
+def create_run(
+    config: SearchConfig,
+    execution: Execution,
+    *,
+    name: str | None = None,
+    root: str | Path = DEFAULT_ROOT,
+) -> RunStore:
     """A new run directory holding the full resolved configuration."""
     grammar = load_grammar(config.grammar)
-    full = {"search": config.to_dict(), "execution": asdict(execution),
-            "versions": _versions(), "grammar": {"name": grammar.name, "path": grammar.path}}
+    full = {
+        "search": config.to_dict(),
+        "execution": asdict(execution),
+        "versions": _versions(),
+        "grammar": {"name": grammar.name, "path": grammar.path},
+    }
     return RunStore.create(name or default_name(config), full, grammar.text, root)
 
 
-def open_run(name: str, root: str | Path = DEFAULT_ROOT) -> tuple[RunStore, SearchConfig,
-                                                                    Execution]:
+def open_run(
+    name: str, root: str | Path = DEFAULT_ROOT
+) -> tuple[RunStore, SearchConfig, Execution]:
     """Reopen a run to resume it: its store, search settings and last execution settings."""
     store = RunStore.resume(name, root)
     try:
@@ -96,8 +107,9 @@ def open_run(name: str, root: str | Path = DEFAULT_ROOT) -> tuple[RunStore, Sear
 # ------------------------------------------------------------------------------ execute
 
 
-def _job_setup(config: SearchConfig, execution: Execution, grammar_path: str
-               ) -> tuple[str, Callable[[Any], dict[str, Any]]]:
+def _job_setup(
+    config: SearchConfig, execution: Execution, grammar_path: str
+) -> tuple[str, Callable[[Any], dict[str, Any]]]:
     """The worker function and the job factory of the run's task."""
     if config.task == FAKE_TASK:
         from nos.search.fake import job_payload
@@ -108,10 +120,17 @@ def _job_setup(config: SearchConfig, execution: Execution, grammar_path: str
         entry = request.entry
         preset = config.cheap_preset if request.stage == "init" else config.preset
         return EvalSpec(
-            candidate=entry.candidate.text, grammar=grammar_path, task=config.task,
-            preset=preset, seeds=tuple(request.seeds), flip=entry.check.flip,
-            lr_hint=entry.check.lr, lr_grid="paper", timeout_s=config.timeout_s,
-            data_dir=execution.data_dir or None, device=execution.device,
+            candidate=entry.candidate.text,
+            grammar=grammar_path,
+            task=config.task,
+            preset=preset,
+            seeds=tuple(request.seeds),
+            flip=entry.check.flip,
+            lr_hint=entry.check.lr,
+            lr_grid="paper",
+            timeout_s=config.timeout_s,
+            data_dir=execution.data_dir or None,
+            device=execution.device,
         ).to_dict()
 
     return "nos.search.worker:evaluate_job", real_job
@@ -122,9 +141,14 @@ def hard_timeout(config: SearchConfig) -> float:
     return config.timeout_s * 1.25 + 30.0
 
 
-def execute(store: RunStore, config: SearchConfig, execution: Execution, *,
-            progress: Callable[[dict[str, Any]], None] | None = None,
-            checkpoint_every_s: float = 30.0) -> Any:
+def execute(
+    store: RunStore,
+    config: SearchConfig,
+    execution: Execution,
+    *,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_every_s: float = 30.0,
+) -> Any:
     """Run (or resume) the search of ``store``; returns the driver's SearchOutcome."""
     from nos.executors import make_executor
     from nos.search.driver import run_search
@@ -134,17 +158,35 @@ def execute(store: RunStore, config: SearchConfig, execution: Execution, *,
     seeds = resolve_seeds(config.seed_from, grammar, store.path.parent)
     function, job_factory = _job_setup(config, execution, grammar_path)
     try:
-        executor = make_executor(execution.executor, function, workers=execution.n_workers,
-                                 timeout_s=hard_timeout(config))
+        executor = make_executor(
+            execution.executor,
+            function,
+            workers=execution.n_workers,
+            timeout_s=hard_timeout(config),
+        )
     except ValueError as exc:
         raise NosError(str(exc)) from None
     try:
-        outcome = run_search(config, grammar, job_factory=job_factory, executor=executor,
-                             store=store, seeds=seeds, progress=progress,
-                             checkpoint_every_s=checkpoint_every_s)
+        outcome = run_search(
+            config,
+            grammar,
+            job_factory=job_factory,
+            executor=executor,
+            store=store,
+            seeds=seeds,
+            progress=progress,
+            checkpoint_every_s=checkpoint_every_s,
+        )
     finally:
         executor.close()
-    store.finish({"status": outcome.status, "stop_reason": outcome.stop_reason,
-                  "evaluations": store.evaluations, "cached": outcome.cached,
-                  "rejections": outcome.rejections, "elapsed_s": round(outcome.elapsed_s, 3)})
+    store.finish(
+        {
+            "status": outcome.status,
+            "stop_reason": outcome.stop_reason,
+            "evaluations": store.evaluations,
+            "cached": outcome.cached,
+            "rejections": outcome.rejections,
+            "elapsed_s": round(outcome.elapsed_s, 3),
+        }
+    )
     return outcome

@@ -88,8 +88,11 @@ def _toml_value(value: Any) -> str:
 
 def to_toml(data: dict[str, Any], _prefix: str = "") -> str:
     """TOML text of nested dicts of str/int/float/bool/lists (``None`` values are left out)."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()
-             if v is not None and not isinstance(v, dict)]
+    lines = [
+        f"{k} = {_toml_value(v)}"
+        for k, v in data.items()
+        if v is not None and not isinstance(v, dict)
+    ]
     for key, value in data.items():
         if isinstance(value, dict):
             name = f"{_prefix}.{key}" if _prefix else key
@@ -131,8 +134,10 @@ def _read_jsonl(path: Path, warnings: list[str]) -> tuple[list[dict[str, Any]], 
                 pos = end + 1
                 continue
             if last:
-                warnings.append(f"{path.name}:{number}: truncated or corrupt last line skipped "
-                                f"({type(exc).__name__ if not str(exc) else exc})"[:200])
+                warnings.append(
+                    f"{path.name}:{number}: truncated or corrupt last line skipped "
+                    f"({type(exc).__name__ if not str(exc) else exc})"[:200]
+                )
                 break
             raise NosError(f"{path}:{number}: corrupt record ({exc})"[:300]) from None
         records.append(record)
@@ -267,8 +272,14 @@ class RunStore:
     run's exclusive lock, released by :meth:`close` (or by the process's death).
     """
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], records: list[dict[str, Any]],
-                 checkpoints: list[dict[str, Any]], warnings: list[str]):
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        records: list[dict[str, Any]],
+        checkpoints: list[dict[str, Any]],
+        warnings: list[str],
+    ):
         self.path = run_dir
         self.config = config
         self.warnings = warnings
@@ -281,8 +292,7 @@ class RunStore:
             self._elapsed = max(self._elapsed, float(cp.get("elapsed_s") or 0.0))
         self._lock_fd = self._lock()
         self._fd = os.open(run_dir / EVALS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._cp_fd = os.open(run_dir / CHECKPOINTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                              0o644)
+        self._cp_fd = os.open(run_dir / CHECKPOINTS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._last_sync = time.monotonic()
         self._dirty = False
 
@@ -300,15 +310,18 @@ class RunStore:
         except BlockingIOError:
             os.close(fd)
             holder = _lock_holder(self.path)
-            raise NosError(f"run {self.path.name} is being written by another process"
-                           + (f" (pid {holder})" if holder and holder > 0 else "")) from None
+            raise NosError(
+                f"run {self.path.name} is being written by another process"
+                + (f" (pid {holder})" if holder and holder > 0 else "")
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
 
     @classmethod
-    def create(cls, name: str, config: dict[str, Any], grammar_text: str,
-               root: str | Path = DEFAULT_ROOT) -> RunStore:
+    def create(
+        cls, name: str, config: dict[str, Any], grammar_text: str, root: str | Path = DEFAULT_ROOT
+    ) -> RunStore:
         """Make ``root/name`` with its ``config.toml`` and grammar copy."""
         if not _NAME.match(name):
             raise NosError(f"bad run name {name!r}: letters, digits, '.', '_' and '-' only")
@@ -317,12 +330,19 @@ class RunStore:
             Path(root).mkdir(parents=True, exist_ok=True)
             run_dir.mkdir()
         except FileExistsError:
-            raise NosError(f"run {name} already exists in {root} (use --resume {name}, or "
-                           "another --name)") from None
+            raise NosError(
+                f"run {name} already exists in {root} (use --resume {name}, or another --name)"
+            ) from None
         except OSError as exc:
             raise NosError(f"cannot create {run_dir}: {exc.strerror}") from None
-        full = {"run": {"name": name, "created": _dt.datetime.now(_dt.UTC).isoformat(
-            timespec="seconds"), "created_unix": time.time()}, **config}
+        full = {
+            "run": {
+                "name": name,
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "created_unix": time.time(),
+            },
+            **config,
+        }
         _atomic_write(run_dir / GRAMMAR, grammar_text)
         _atomic_write(run_dir / CONFIG, to_toml(full))
         return cls(run_dir, full, [], [], [])

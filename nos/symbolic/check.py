@@ -76,14 +76,25 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (non-finite losses become ``None``)."""
         loss = self.loss if self.loss is not None and math.isfinite(self.loss) else None
-        return {"passed": self.passed, "reason": self.reason.value, "flip": self.flip,
-                "lr": self.lr, "loss": loss, "detail": self.detail}
+        return {
+            "passed": self.passed,
+            "reason": self.reason.value,
+            "flip": self.flip,
+            "lr": self.lr,
+            "loss": loss,
+            "detail": self.detail,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckResult:
-        return cls(passed=bool(data["passed"]), reason=Reason(data["reason"]),
-                   flip=bool(data.get("flip", False)), lr=data.get("lr"),
-                   loss=data.get("loss"), detail=str(data.get("detail", "")))
+        return cls(
+            passed=bool(data["passed"]),
+            reason=Reason(data["reason"]),
+            flip=bool(data.get("flip", False)),
+            lr=data.get("lr"),
+            loss=data.get("loss"),
+            detail=str(data.get("detail", "")),
+        )
 
 
 # ------------------------------------------------------------------------------- sphere
@@ -152,12 +163,12 @@ def _sphere_verdict(losses: np.ndarray) -> CheckResult:
         hits = np.flatnonzero(ok[block])
         if hits.size:
             i = int(hits[0])
-            return CheckResult(True, Reason.OK, flip=flip, lr=LRS[i],
-                               loss=float(losses[block][i]))
+            return CheckResult(True, Reason.OK, flip=flip, lr=LRS[i], loss=float(losses[block][i]))
     finite = losses[np.isfinite(losses)]
     best = float(finite.min()) if finite.size else math.nan
-    return CheckResult(False, Reason.SPHERE, loss=best,
-                       detail=f"best loss {best:.4g} >= {SPHERE_PASS}")
+    return CheckResult(
+        False, Reason.SPHERE, loss=best, detail=f"best loss {best:.4g} >= {SPHERE_PASS}"
+    )
 
 
 # ------------------------------------------------------------------------------- probes
@@ -201,8 +212,9 @@ def _summarise(ua: np.ndarray, ub: np.ndarray) -> _Probe:
     if hi - lo <= tol:
         exact = CheckResult(False, Reason.CONSTANT, detail=f"update is {lo:.6g} everywhere")
     elif float(np.abs(ua - ub).max()) <= tol:
-        exact = CheckResult(False, Reason.NO_GRADIENT,
-                            detail="update unchanged when the gradient changes")
+        exact = CheckResult(
+            False, Reason.NO_GRADIENT, detail="update unchanged when the gradient changes"
+        )
     cos = np.concatenate([_cosines(ua, PROBE_GA), _cosines(ub, PROBE_GB)])
     return _Probe(0.0, exact, float(cos.mean()))
 
@@ -212,11 +224,11 @@ def _early_verdict(p: _Probe) -> CheckResult | None:
     if p.exact is not None:
         return p.exact
     if p.nonfinite >= NONFINITE_EARLY:
-        return CheckResult(False, Reason.NONFINITE,
-                           detail=f"{p.nonfinite:.0%} of probe outputs NaN or inf")
+        return CheckResult(
+            False, Reason.NONFINITE, detail=f"{p.nonfinite:.0%} of probe outputs NaN or inf"
+        )
     if abs(p.mean_cos) < DESCENT_EARLY:
-        return CheckResult(False, Reason.NOT_DESCENT,
-                           detail=f"mean cosine with g {p.mean_cos:.3g}")
+        return CheckResult(False, Reason.NOT_DESCENT, detail=f"mean cosine with g {p.mean_cos:.3g}")
     return None
 
 
@@ -224,11 +236,16 @@ def _sphere_failure(p: _Probe | None, losses: np.ndarray, best: CheckResult) -> 
     """Name the reason of a sphere failure from what the probes saw."""
     if not np.isfinite(losses).any() or (p is not None and p.nonfinite > 0):
         nf = "all sphere losses" if not np.isfinite(losses).any() else "some probe outputs"
-        return CheckResult(False, Reason.NONFINITE, loss=best.loss,
-                           detail=f"{nf} NaN or inf; {best.detail}")
+        return CheckResult(
+            False, Reason.NONFINITE, loss=best.loss, detail=f"{nf} NaN or inf; {best.detail}"
+        )
     if p is not None and abs(p.mean_cos) < DESCENT_MIN:
-        return CheckResult(False, Reason.NOT_DESCENT, loss=best.loss,
-                           detail=f"mean cosine with g {p.mean_cos:.3g}; {best.detail}")
+        return CheckResult(
+            False,
+            Reason.NOT_DESCENT,
+            loss=best.loss,
+            detail=f"mean cosine with g {p.mean_cos:.3g}; {best.detail}",
+        )
     return best
 
 
@@ -266,4 +283,3 @@ def check_phenotype(ph: Phenotype, *, probes: bool = True) -> CheckResult:
 def check_candidate(candidate: Any, *, probes: bool = True) -> CheckResult:
     """Integrity check of a :class:`~nos.symbolic.genome.Candidate` (spec §3 plus our probes)."""
     return check_phenotype(candidate.phenotype, probes=probes)
-

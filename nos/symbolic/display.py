@@ -11,8 +11,13 @@ from nos.symbolic.ops import EPS
 __all__ = ["latex", "pretty", "tree_view"]
 
 _PRETTY_NAMES = {"v_hat": "v̂", "s_hat": "ŝ", "lam_hat": "λ̂", "lam": "λ", "tau": "τ"}
-_LATEX_NAMES = {"v_hat": r"\hat{v}", "s_hat": r"\hat{s}", "lam_hat": r"\hat{\lambda}",
-                "lam": r"\lambda", "tau": r"\tau"}
+_LATEX_NAMES = {
+    "v_hat": r"\hat{v}",
+    "s_hat": r"\hat{s}",
+    "lam_hat": r"\hat{\lambda}",
+    "lam": r"\lambda",
+    "tau": r"\tau",
+}
 
 
 _EPS_SYMBOL = sympy.Symbol("eps")
@@ -25,8 +30,10 @@ def _momentum_prefix(c: Candidate) -> str:
 def pretty(c: Candidate) -> str:
     """Multi-line unicode rendering of U (and the LR multiplier when it is not 1)."""
     ph = c.phenotype
-    names: dict = {s: sympy.Symbol(_PRETTY_NAMES.get(s.name, s.name)) for s in
-                   ph.update.free_symbols | ph.lr.free_symbols}
+    names: dict = {
+        s: sympy.Symbol(_PRETTY_NAMES.get(s.name, s.name))
+        for s in ph.update.free_symbols | ph.lr.free_symbols
+    }
     names[EPS] = sympy.Symbol("ε")
     out = f"{_momentum_prefix(c)}U =\n" + sympy.pretty(ph.update.xreplace(names))
     if ph.lr != 1:
@@ -37,8 +44,11 @@ def pretty(c: Candidate) -> str:
 def latex(c: Candidate) -> str:
     """LaTeX of U (``U = ...``), with the LR multiplier appended when present."""
     ph = c.phenotype
-    names = {s: _LATEX_NAMES[s.name] for s in ph.update.free_symbols | ph.lr.free_symbols
-             if s.name in _LATEX_NAMES}
+    names = {
+        s: _LATEX_NAMES[s.name]
+        for s in ph.update.free_symbols | ph.lr.free_symbols
+        if s.name in _LATEX_NAMES
+    }
     names[_EPS_SYMBOL] = r"\epsilon"
     out = "U = " + sympy.latex(ph.update.xreplace({EPS: _EPS_SYMBOL}), symbol_names=names)
     if ph.lr != 1:

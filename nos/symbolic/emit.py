@@ -104,8 +104,10 @@ NUMPY_TEMPLATES: dict[str, str] = {
     "inf": "rt.inf",
     "nan": "rt.nan",
     # stateful ops (spec §2.3 ids 22-24): {n} is the local name of the new state value
-    "ema": ("{n} = state[{slot!r}] = 0.95 * state[{slot!r}] + 0.05 * {0}\n"
-            "{out} = {n} / (1.0 - 0.95 ** (t + 1))"),
+    "ema": (
+        "{n} = state[{slot!r}] = 0.95 * state[{slot!r}] + 0.05 * {0}\n"
+        "{out} = {n} / (1.0 - 0.95 ** (t + 1))"
+    ),
     "delta": "{n} = state[{slot!r}] = {0} - state[{slot!r}]\n{out} = {n}",
     "max_state": "{n} = state[{slot!r}] = rt.maximum({0}, state[{slot!r}])\n{out} = {n}",
     # moments (spec §2.2): EMA updated before use, then bias-corrected
@@ -188,9 +190,17 @@ _TENSOR = frozenset({"g", "w", "v", "s", "lam", "v_hat", "s_hat", "lam_hat"})
 _RAW_OF = {raw: m for m, (raw, _hat, _p) in ops.MOMENTS.items()}
 _RAW_OF.update({hat: m for m, (_raw, hat, _p) in ops.MOMENTS.items()})
 _SIMPLE = {
-    sympy.exp: "exp", sympy.log: "log", sympy.Abs: "abs", sympy.sign: "sign",
-    sympy.tanh: "tanh", sympy.atan: "atan", sympy.asinh: "asinh", sympy.erf: "erf",
-    sympy.erfc: "erfc", sympy.cos: "cos", sympy.sin: "sin",
+    sympy.exp: "exp",
+    sympy.log: "log",
+    sympy.Abs: "abs",
+    sympy.sign: "sign",
+    sympy.tanh: "tanh",
+    sympy.atan: "atan",
+    sympy.asinh: "asinh",
+    sympy.erf: "erf",
+    sympy.erfc: "erfc",
+    sympy.cos: "cos",
+    sympy.sin: "sin",
 }
 # Ops whose result depends on the whole array, so a scalar argument is first broadcast.
 _NEEDS_ARRAY = frozenset({"clip_norm", "dropout"})
@@ -219,8 +229,13 @@ class _Emitter:
     can be written after the walk and placed before it.
     """
 
-    def __init__(self, templates: Mapping[str, str], counter: dict[str, int],
-                 slots: list[tuple[str, str]], prefix: str = ""):
+    def __init__(
+        self,
+        templates: Mapping[str, str],
+        counter: dict[str, int],
+        slots: list[tuple[str, str]],
+        prefix: str = "",
+    ):
         self.t = templates
         self.prefix = prefix
         self.counter = counter  # shared between emitters so names never collide
@@ -267,18 +282,24 @@ class _Emitter:
         base_lines, base_used = _bases_block(self.t, bases) if bases else ((), frozenset())
         # a backend whose callers already pass scalars in its own type spells "scalar"
         # as "{0}"; the no-op assignment is then left out
-        out = [f"{arg} = {self.t['scalar'].format(arg)}" for arg in ("tau", "inv_T")
-               if (arg in self.used or arg in base_used)
-               and self.t["scalar"].format(arg) != arg]
+        out = [
+            f"{arg} = {self.t['scalar'].format(arg)}"
+            for arg in ("tau", "inv_T")
+            if (arg in self.used or arg in base_used) and self.t["scalar"].format(arg) != arg
+        ]
         for m, (raw, hat, power) in ops.MOMENTS.items():
             if raw not in self.used and hat not in self.used:
                 continue
             if m not in moments:
                 raise EmitError(f"moment {m!r} is read but has no beta in the phenotype")
             beta = moments[m]
-            fields = {"raw": raw, "hat": hat, "beta": _literal(_number(beta)),
-                      "one_minus": _literal(_number(1 - beta)),
-                      "src": " * ".join(["g"] * power)}
+            fields = {
+                "raw": raw,
+                "hat": hat,
+                "beta": _literal(_number(beta)),
+                "one_minus": _literal(_number(1 - beta)),
+                "src": " * ".join(["g"] * power),
+            }
             self.state_keys.insert(0, raw)
             out.append(self.t["moment"].format(**fields))
             if hat in self.used:
@@ -305,8 +326,7 @@ class _Emitter:
         if e.is_Add:
             return self._add(e)
         if e.is_Mul:
-            coeff, factors = (e.args[0], e.args[1:]) if e.args[0].is_Number else (S.One,
-                                                                                  e.args)
+            coeff, factors = (e.args[0], e.args[1:]) if e.args[0].is_Number else (S.One, e.args)
             return self._product(_number(coeff), factors)
         if e.is_Pow:
             return self._pow(e)
@@ -370,8 +390,7 @@ class _Emitter:
         tensor = False
         for f in factors:
             if f.is_Pow and f.exp.is_Integer and f.exp.p < 0:
-                atom, t2 = self.emit(f.base) if f.exp.p == -1 else self._power(f.base,
-                                                                              -f.exp.p)
+                atom, t2 = self.emit(f.base) if f.exp.p == -1 else self._power(f.base, -f.exp.p)
                 den.append(atom)
             else:
                 atom, t2 = self.emit(f)
@@ -424,8 +443,7 @@ class _Emitter:
             x, _ = self.emit(e.args[0])
             slot = self.name("drop")
             self.slots.append((slot, "random"))
-            code = self.t["dropout"].format(x, _literal(_number(e.args[1])), slot=slot,
-                                            like="g")
+            code = self.t["dropout"].format(x, _literal(_number(e.args[1])), slot=slot, like="g")
             self.lines.append(f"{slot} = {code}")
             return slot, True
         atoms = [self.arg(a) for a in e.args]
@@ -448,8 +466,9 @@ class _Emitter:
 _BASES_CACHE: dict[tuple[int, tuple[str, ...]], tuple[tuple[str, ...], frozenset[str]]] = {}
 
 
-def _bases_block(templates: Mapping[str, str],
-                 bases: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[str]]:
+def _bases_block(
+    templates: Mapping[str, str], bases: tuple[str, ...]
+) -> tuple[tuple[str, ...], frozenset[str]]:
     """Lines computing the given decay bases from tau and inv_T (spec §2.6), and the
     symbols they read; cached, since few combinations of bases occur."""
     key = (id(templates), bases)
@@ -462,7 +481,7 @@ def _bases_block(templates: Mapping[str, str],
         atom, _ = sub.emit(expr)
         if sub.lines and sub.lines[-1].startswith(f"{atom} = "):
             # name the base's own line after it rather than adding an alias
-            sub.lines[-1] = b + sub.lines[-1][len(atom):]
+            sub.lines[-1] = b + sub.lines[-1][len(atom) :]
             for k, (a, t2) in list(sub.memo.items()):
                 if a == atom:
                     sub.memo[k] = (b, t2)
@@ -474,8 +493,9 @@ def _bases_block(templates: Mapping[str, str],
     return hit
 
 
-def emit_source(ph: Phenotype, backend: str = "numpy", *,
-                describe: bool = False) -> tuple[str, tuple[tuple[str, str], ...]]:
+def emit_source(
+    ph: Phenotype, backend: str = "numpy", *, describe: bool = False
+) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The Python source of the update/init_state/lr functions and the state slots used.
 
     ``describe`` adds the sympy form of each function as a comment (printing sympy costs
@@ -577,8 +597,16 @@ def compile_phenotype(ph: Phenotype, backend: str = "numpy") -> Compiled:
     # text supplied by a user reaches it, and it runs with no builtins at all.
     namespace: dict[str, Any] = {"__builtins__": {}}
     exec(compile(source, f"<nos.symbolic.emit:{backend}>", "exec"), namespace)
-    out = Compiled(backend, source, slots, namespace["update"], namespace["init_state"],
-                   namespace["lr"], ph.lr == S.One, module.reads_w)
+    out = Compiled(
+        backend,
+        source,
+        slots,
+        namespace["update"],
+        namespace["init_state"],
+        namespace["lr"],
+        ph.lr == S.One,
+        module.reads_w,
+    )
     with _cache_lock:
         _cache[key] = out
         if len(_cache) > _CACHE_SIZE:

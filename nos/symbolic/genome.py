@@ -105,14 +105,21 @@ class Candidate:
         g = self.grammar
         if len(self.update) > g.max_nodes or tree_depth(self.update) > g.max_depth:
             return False
-        if any(schedule_depth(self.update, i) > g.decay_depth
-               for i, node in enumerate(self.update) if node.name == "decay"):
+        if any(
+            schedule_depth(self.update, i) > g.decay_depth
+            for i, node in enumerate(self.update)
+            if node.name == "decay"
+        ):
             return False
         return self.lr is None or tree_depth(self.lr) <= g.lr_max_depth + 1
 
     def replace(self, **changes) -> Candidate:
-        fields = {"update": self.update, "momentum": self.momentum, "grammar": self.grammar,
-                  "lr": self.lr}
+        fields = {
+            "update": self.update,
+            "momentum": self.momentum,
+            "grammar": self.grammar,
+            "lr": self.lr,
+        }
         fields.update(changes)
         return Candidate(**fields)
 
@@ -124,7 +131,7 @@ def display_name(node: gp.Primitive | gp.Terminal) -> str:
     """A node's name in the canonical text (schedule ops lose their internal prefix)."""
     name = node.name
     if node.ret is Schedule and isinstance(node, gp.Primitive):
-        return name[len(SCHED_PREFIX):]
+        return name[len(SCHED_PREFIX) :]
     return name
 
 

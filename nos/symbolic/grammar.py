@@ -46,16 +46,49 @@ class Schedule:
 SCHED_PREFIX = "s_"  # DEAP needs unique primitive names; schedule ops get this prefix
 MUTATION_KINDS = ("op", "connection", "arity", "momentum", "decay", "lr_schedule")
 MOMENTUM_MODES = ("none", "mom", "nest")
-_TOP = {"name", "description", "limits", "moments", "momentum", "lr_schedule", "sampling",
-        "mutation", "operands", "unary", "binary", "decay", "decay_bases", "decay_unary",
-        "decay_binary"}
+_TOP = {
+    "name",
+    "description",
+    "limits",
+    "moments",
+    "momentum",
+    "lr_schedule",
+    "sampling",
+    "mutation",
+    "operands",
+    "unary",
+    "binary",
+    "decay",
+    "decay_bases",
+    "decay_unary",
+    "decay_binary",
+}
 _SAMPLING_COUNTS = {"hidden_nodes", "min_depth", "max_depth"}
-_SAMPLING_PROBS = {"hidden_unary", "root_unary", "identity", "hidden_input", "decay_edge",
-                   "decay_unary_root", "decay_hidden_unary", "decay_root_unary",
-                   "decay_root_hidden", "decay_identity", "op_insert", "lr_none",
-                   "terminal_prob", "decay_prob", "schedule_terminal_prob"}
-_DEFAULT_MUTATION = {"op": 0.4, "connection": 0.3, "arity": 0.1, "momentum": 0.1,
-                     "decay": 0.1, "lr_schedule": 0.0}
+_SAMPLING_PROBS = {
+    "hidden_unary",
+    "root_unary",
+    "identity",
+    "hidden_input",
+    "decay_edge",
+    "decay_unary_root",
+    "decay_hidden_unary",
+    "decay_root_unary",
+    "decay_root_hidden",
+    "decay_identity",
+    "op_insert",
+    "lr_none",
+    "terminal_prob",
+    "decay_prob",
+    "schedule_terminal_prob",
+}
+_DEFAULT_MUTATION = {
+    "op": 0.4,
+    "connection": 0.3,
+    "arity": 0.1,
+    "momentum": 0.1,
+    "decay": 0.1,
+    "lr_schedule": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -134,7 +167,7 @@ class Grammar:
         if node.ret is Schedule:
             if isinstance(node, gp.Terminal):
                 return self.decay_bases[name]
-            name = name[len(SCHED_PREFIX):]
+            name = name[len(SCHED_PREFIX) :]
             return self.decay_unary.get(name) or self.decay_binary[name]
         if isinstance(node, gp.Terminal):
             return self.operands[name]
@@ -149,8 +182,10 @@ class Grammar:
         """A few lines describing the space (``nos grammar validate``)."""
         sched = "none"
         if self.has_schedules():
-            sched = (f"{len(self.decay_bases)} bases, {len(self.decay_unary)} unary and "
-                     f"{len(self.decay_binary)} binary decay ops, depth <= {self.decay_depth}")
+            sched = (
+                f"{len(self.decay_bases)} bases, {len(self.decay_unary)} unary and "
+                f"{len(self.decay_binary)} binary decay ops, depth <= {self.decay_depth}"
+            )
         lines = [
             f"grammar {self.name} ({self.path})",
             f"  operands: {len(self.operands)}  unary ops: {len(self.unary)}  "
@@ -201,8 +236,9 @@ def load_grammar(name_or_path: str | Path) -> Grammar:
     except FileNotFoundError:
         raise GrammarError("no such grammar file", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise GrammarError(f"cannot read grammar file: {exc.__class__.__name__}",
-                           path=str(path)) from None
+        raise GrammarError(
+            f"cannot read grammar file: {exc.__class__.__name__}", path=str(path)
+        ) from None
     cache_key = (str(path.resolve()), stat.st_mtime)
     if cache_key in _CACHE:
         return _CACHE[cache_key]
@@ -252,8 +288,11 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
 
     for key in data:
         if key not in _TOP:
-            raise GrammarError(f"unknown table or key '{key}'", path=path,
-                               line=lines.find(key) or lines.find("", key))
+            raise GrammarError(
+                f"unknown table or key '{key}'",
+                path=path,
+                line=lines.find(key) or lines.find("", key),
+            )
 
     def table(name: str) -> dict[str, Any]:
         value = data.get(name, {})
@@ -262,10 +301,18 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
         return value
 
     def number(section: str, key: str, value: Any, *, lo: float = 0.0) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or \
-                not math.isfinite(value) or value < lo:
-            raise fail(f"bad weight {value!r} for '{key}' in [{section}]: "
-                       f"expected a finite number >= {lo:g}", section, key)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < lo
+        ):
+            raise fail(
+                f"bad weight {value!r} for '{key}' in [{section}]: "
+                f"expected a finite number >= {lo:g}",
+                section,
+                key,
+            )
         return float(value)
 
     def entries(section: str, known: dict[str, Any], what: str) -> dict[str, OpEntry]:
@@ -277,12 +324,17 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
                 spec = {"weight": spec}
             extra = set(spec) - {"weight", "ref", "infix", "scale"}
             if extra:
-                raise fail(f"unknown field(s) {sorted(extra)} for '{name}' in [{section}]",
-                           section, name)
+                raise fail(
+                    f"unknown field(s) {sorted(extra)} for '{name}' in [{section}]", section, name
+                )
             weight = number(section, name, spec.get("weight", 1.0))
             if weight == 0:
-                raise fail(f"bad weight 0 for '{name}' in [{section}]: a zero weight makes it "
-                           "unreachable; remove the entry instead", section, name)
+                raise fail(
+                    f"bad weight 0 for '{name}' in [{section}]: a zero weight makes it "
+                    "unreachable; remove the entry instead",
+                    section,
+                    name,
+                )
             ref = spec.get("ref")
             if ref is not None and not isinstance(ref, str):
                 raise fail(f"'ref' of '{name}' in [{section}] must be a string", section, name)
@@ -298,16 +350,19 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
             spec = ops.OPS[name]
             if spec.arity != arity:
                 kind = "unary" if spec.arity == 1 else "binary"
-                raise fail(f"type error: op '{name}' is {kind} but is listed in [{section}]",
-                           section, name)
+                raise fail(
+                    f"type error: op '{name}' is {kind} but is listed in [{section}]", section, name
+                )
             if context not in spec.contexts:
-                raise fail(f"type error: op '{name}' cannot act on {context}s "
-                           f"(listed in [{section}])", section, name)
+                raise fail(
+                    f"type error: op '{name}' cannot act on {context}s (listed in [{section}])",
+                    section,
+                    name,
+                )
             ref = got[name].ref
             holes = ["{0}"] if arity == 1 else ["{0}", "{1}"]
             if ref is not None and not all(h in ref for h in holes):
-                raise fail(f"'ref' of '{name}' must contain {' and '.join(holes)}", section,
-                           name)
+                raise fail(f"'ref' of '{name}' must contain {' and '.join(holes)}", section, name)
 
     name = data.get("name", Path(path).stem)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -336,8 +391,9 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
     momentum = momentum or {m: 1.0 for m in MOMENTUM_MODES}
     for mode in momentum:
         if mode not in MOMENTUM_MODES:
-            raise fail(f"unknown momentum mode '{mode}' (expected none, mom or nest)",
-                       "momentum", mode)
+            raise fail(
+                f"unknown momentum mode '{mode}' (expected none, mom or nest)", "momentum", mode
+            )
     if not any(momentum.values()):
         raise fail("at least one momentum mode needs a positive weight", "momentum")
 
@@ -359,8 +415,7 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise fail(f"sampling.{key} must be an integer >= 1", "sampling", key)
         elif key in _SAMPLING_PROBS:
-            if isinstance(value, bool) or not isinstance(value, int | float) or \
-                    not 0 <= value <= 1:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise fail(f"sampling.{key} must be a probability in [0, 1]", "sampling", key)
         else:
             raise fail(f"unknown sampling parameter '{key}'", "sampling", key)
@@ -368,8 +423,11 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
     mutation = dict(_DEFAULT_MUTATION)
     for key, value in table("mutation").items():
         if key not in MUTATION_KINDS:
-            raise fail(f"unknown mutation kind '{key}' (expected one of "
-                       f"{', '.join(MUTATION_KINDS)})", "mutation", key)
+            raise fail(
+                f"unknown mutation kind '{key}' (expected one of {', '.join(MUTATION_KINDS)})",
+                "mutation",
+                key,
+            )
         mutation[key] = number("mutation", key, value)
     if not any(mutation.values()):
         raise fail("at least one mutation kind needs a positive probability", "mutation")
@@ -391,41 +449,62 @@ def parse_grammar(text: str, path: str = "<grammar>") -> Grammar:
         extra = set(spec) - {"weight", "ref"}
         if extra:
             raise fail(f"unknown field(s) {sorted(extra)} in [decay]", "decay")
-        decay = OpEntry("decay", number("decay", "weight", spec.get("weight", 1.0)),
-                        spec.get("ref"))
+        decay = OpEntry(
+            "decay", number("decay", "weight", spec.get("weight", 1.0)), spec.get("ref")
+        )
         if decay.ref is not None and not ("{0}" in decay.ref and "{1}" in decay.ref):
-            raise fail("'ref' of [decay] must contain {0} (schedule) and {1} (tensor)", "decay",
-                       "ref")
+            raise fail(
+                "'ref' of [decay] must contain {0} (schedule) and {1} (tensor)", "decay", "ref"
+            )
 
     if not operands:
         raise fail("no terminal of type tensor: [operands] is empty or missing", "operands")
     schedules_used = decay is not None or lr_enabled
-    sched_tables = [("decay_bases", decay_bases), ("decay_unary", decay_unary),
-                    ("decay_binary", decay_binary)]
+    sched_tables = [
+        ("decay_bases", decay_bases),
+        ("decay_unary", decay_unary),
+        ("decay_binary", decay_binary),
+    ]
     if not schedules_used:
         for section, got in sched_tables:
             if got:
-                raise fail(f"unreachable primitive '{next(iter(got))}' in [{section}]: the "
-                           "grammar has no [decay] and no LR-schedule gene", section,
-                           next(iter(got)))
+                raise fail(
+                    f"unreachable primitive '{next(iter(got))}' in [{section}]: the "
+                    "grammar has no [decay] and no LR-schedule gene",
+                    section,
+                    next(iter(got)),
+                )
     elif not decay_bases:
-        raise fail("no terminal of type schedule: decays or the LR-schedule gene are on but "
-                   "[decay_bases] is empty", "decay_bases")
+        raise fail(
+            "no terminal of type schedule: decays or the LR-schedule gene are on but "
+            "[decay_bases] is empty",
+            "decay_bases",
+        )
     if schedules_used and limit("decay_depth", 2, 0) == 0 and (decay_unary or decay_binary):
         section, got = next((s, g) for s, g in sched_tables[1:] if g)
-        raise fail(f"unreachable primitive '{next(iter(got))}' in [{section}]: decay_depth is 0",
-                   section, next(iter(got)))
+        raise fail(
+            f"unreachable primitive '{next(iter(got))}' in [{section}]: decay_depth is 0",
+            section,
+            next(iter(got)),
+        )
     if mutation["lr_schedule"] and not lr_enabled:
-        raise fail("mutation.lr_schedule > 0 but the LR-schedule gene is frozen "
-                   "(lr_schedule.enabled = false)", "mutation", "lr_schedule")
+        raise fail(
+            "mutation.lr_schedule > 0 but the LR-schedule gene is frozen "
+            "(lr_schedule.enabled = false)",
+            "mutation",
+            "lr_schedule",
+        )
     if mutation["decay"] and decay is None:
         raise fail("mutation.decay > 0 but the grammar has no [decay]", "mutation", "decay")
 
     for bname, entry in decay_bases.items():
         lo, hi = _base_range(bname, entry.scale)
         if not (lo >= 0 and hi <= 1):
-            raise fail(f"decay base '{bname}' takes values in [{lo:.3g}, {hi:.3g}], "
-                       "outside [0, 1]", "decay_bases", bname)
+            raise fail(
+                f"decay base '{bname}' takes values in [{lo:.3g}, {hi:.3g}], outside [0, 1]",
+                "decay_bases",
+                bname,
+            )
 
     return Grammar(
         name=name,
@@ -461,8 +540,9 @@ def base_values(name: str, scale: float = 1.0) -> np.ndarray:
     # lambdify compiles our own sympy definition (never user text) to a numpy function
     fn = sympy.lambdify((ops.SYM["tau"], ops.INV_T), ops.BASES[name].expr, modules="numpy")
     tau = np.arange(SCHEDULE_STEPS, dtype=float) / SCHEDULE_STEPS
-    values = np.broadcast_to(np.asarray(fn(tau, 1 / SCHEDULE_STEPS), dtype=float),
-                             tau.shape) * scale
+    values = (
+        np.broadcast_to(np.asarray(fn(tau, 1 / SCHEDULE_STEPS), dtype=float), tau.shape) * scale
+    )
     values.flags.writeable = False
     return values
 

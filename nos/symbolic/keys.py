@@ -68,8 +68,11 @@ def _behaviour(c: Compiled) -> str:
         try:
             ua, ub = probe_outputs(c)
             with np.errstate(all="ignore"):
-                lr = _ONES if c.lr_is_one else np.array(
-                    [float(c.lr(tau, PROBE_INV_T, _RT)) for tau in _LR_TAUS])
+                lr = (
+                    _ONES
+                    if c.lr_is_one
+                    else np.array([float(c.lr(tau, PROBE_INV_T, _RT)) for tau in _LR_TAUS])
+                )
             hit = _digest(quantize(np.concatenate([ua.ravel(), ub.ravel(), lr])))
         except (ArithmeticError, ValueError) as exc:  # the candidate's numerics raised
             hit = _digest(b"error", type(exc).__name__.encode())

@@ -125,7 +125,7 @@ def _ancestors_or_self(nodes: Nodes, index: int) -> set[int]:
 def _strip_decays(arg: Nodes) -> Nodes:
     """An argument without the decay wrappers on its edge."""
     while arg[0].name == "decay":
-        arg = arg[_subtree(arg, 1).stop:]
+        arg = arg[_subtree(arg, 1).stop :]
     return arg
 
 
@@ -169,8 +169,11 @@ def _mutate_op(parent: Candidate, rnd: random.Random, index: int) -> Result:
     node = nodes[index]
     if node.arity == 1:
         if rnd.random() < float(g.sampling.get("identity", 0.2)):
-            return (_child(parent, nodes[:index] + nodes[index + 1:]), "op",
-                    f"{node.name} -> identity (removed)")
+            return (
+                _child(parent, nodes[:index] + nodes[index + 1 :]),
+                "op",
+                f"{node.name} -> identity (removed)",
+            )
         new = weighted_pick(rnd, g.unary, exclude=[node.name])
     else:
         new = weighted_pick(rnd, g.binary, exclude=[node.name])
@@ -180,8 +183,9 @@ def _mutate_op(parent: Candidate, rnd: random.Random, index: int) -> Result:
     return _child(parent, nodes), "op", f"{node.name} -> {new}"
 
 
-def _source(parent: Candidate, rnd: random.Random, index: int,
-            exclude: Sequence[str]) -> tuple[Nodes, str]:
+def _source(
+    parent: Candidate, rnd: random.Random, index: int, exclude: Sequence[str]
+) -> tuple[Nodes, str]:
     """A new input for the node at ``index``: an operand or a copy of another op subtree."""
     g = parent.grammar
     nodes = list(parent.update)
@@ -203,15 +207,14 @@ def _mutate_connection(parent: Candidate, rnd: random.Random, index: int) -> Res
     args = [nodes[_subtree(nodes, s)] for s in starts]
     end = _subtree(nodes, index).stop
     if node.arity == 2 and rnd.random() < 0.2:
-        new = [*nodes[:index + 1], *args[1], *args[0], *nodes[end:]]
+        new = [*nodes[: index + 1], *args[1], *args[0], *nodes[end:]]
         return _child(parent, new), "connection", f"swap the arguments of {node.name}"
     k = 0 if node.arity == 1 else rnd.randrange(2)
     read = [src[0].name for src in map(_strip_decays, args) if isinstance(src[0], gp.Terminal)]
     source, what = _source(parent, rnd, index, read)
     args[k] = source
-    new = [*nodes[:index + 1], *(n for a in args for n in a), *nodes[end:]]
-    return (_child(parent, new), "connection",
-            f"argument {k + 1} of {node.name} <- {what}")
+    new = [*nodes[: index + 1], *(n for a in args for n in a), *nodes[end:]]
+    return (_child(parent, new), "connection", f"argument {k + 1} of {node.name} <- {what}")
 
 
 def _mutate_arity(parent: Candidate, rnd: random.Random, index: int) -> Result:
@@ -228,8 +231,7 @@ def _mutate_arity(parent: Candidate, rnd: random.Random, index: int) -> Result:
         operand = _operand(g, rnd)
         first = rnd.random() < 0.5
         new_args = [*args[0], operand] if first else [operand, *args[0]]
-        detail = f"{node.name} -> {op}, old input {'1st' if first else '2nd'}, " \
-                 f"new {operand.name}"
+        detail = f"{node.name} -> {op}, old input {'1st' if first else '2nd'}, new {operand.name}"
     else:
         op = weighted_pick(rnd, g.unary)
         if op is None:
@@ -247,8 +249,11 @@ def _mutate_momentum(parent: Candidate, rnd: random.Random) -> Result:
     if not modes:
         return None
     mode = rnd.choices(modes, weights=[g.momentum[m] for m in modes])[0]
-    return (parent.replace(momentum=Momentum(mode)), "momentum",
-            f"{parent.momentum.value} -> {mode}")
+    return (
+        parent.replace(momentum=Momentum(mode)),
+        "momentum",
+        f"{parent.momentum.value} -> {mode}",
+    )
 
 
 def _decay_edges(nodes: Nodes, index: int) -> list[int]:
@@ -273,15 +278,14 @@ def _mutate_decay(parent: Candidate, rnd: random.Random, index: int) -> Result:
     sched = _subtree(nodes, edge + 1)
     old = nodes[sched]
     if rnd.random() < 0.5:
-        new = [*nodes[:edge], *nodes[sched.stop:]]
+        new = [*nodes[:edge], *nodes[sched.stop :]]
         return _child(parent, new), "decay", f"remove {_text(old)} {where}"
     mutated = mutate_schedule(old, g, rnd, g.decay_depth)
     if mutated is None:
         return None
     schedule, how = mutated
-    new = [*nodes[:sched.start], *schedule, *nodes[sched.stop:]]
-    return (_child(parent, new), "decay",
-            f"{_text(old)} -> {_text(schedule)} ({how}) {where}")
+    new = [*nodes[: sched.start], *schedule, *nodes[sched.stop :]]
+    return (_child(parent, new), "decay", f"{_text(old)} -> {_text(schedule)} ({how}) {where}")
 
 
 def _mutate_lr(parent: Candidate, rnd: random.Random) -> Result:
@@ -290,8 +294,7 @@ def _mutate_lr(parent: Candidate, rnd: random.Random) -> Result:
         return None
     if parent.lr is None:
         lr = random_schedule(g, rnd, g.lr_max_depth, shape="grow")
-        return (parent.replace(lr=gp.PrimitiveTree(lr)), "lr_schedule",
-                f"add lr = {_text(lr)}")
+        return (parent.replace(lr=gp.PrimitiveTree(lr)), "lr_schedule", f"add lr = {_text(lr)}")
     old = list(parent.lr)
     r = rnd.random()
     if r < 0.25:
@@ -304,15 +307,17 @@ def _mutate_lr(parent: Candidate, rnd: random.Random) -> Result:
         if mutated is None:
             return None
         lr, how = mutated
-    return (parent.replace(lr=gp.PrimitiveTree(lr)), "lr_schedule",
-            f"lr {_text(old)} -> {_text(lr)} ({how})")
+    return (
+        parent.replace(lr=gp.PrimitiveTree(lr)),
+        "lr_schedule",
+        f"lr {_text(old)} -> {_text(lr)} ({how})",
+    )
 
 
 # ------------------------------------------------------------------ schedule mutation
 
 
-def _schedule_source(grammar: Grammar, rnd: random.Random,
-                     exclude: Sequence[str] = ()) -> Nodes:
+def _schedule_source(grammar: Grammar, rnd: random.Random, exclude: Sequence[str] = ()) -> Nodes:
     """A base, or (like rewiring to the latent hidden decay node) a fresh one-op schedule."""
     g = grammar
     m = g.pset.mapping
@@ -322,8 +327,7 @@ def _schedule_source(grammar: Grammar, rnd: random.Random,
         return [m[name]]
     # the reference's hidden decay node: unary over a base (0.8) or binary over two
     if g.decay_unary and (not g.decay_binary or rnd.random() < 0.8):
-        return [m[SCHED_PREFIX + weighted_pick(rnd, g.decay_unary)],
-                m[weighted_pick(rnd, bases)]]
+        return [m[SCHED_PREFIX + weighted_pick(rnd, g.decay_unary)], m[weighted_pick(rnd, bases)]]
     b0 = weighted_pick(rnd, bases)
     b1 = weighted_pick(rnd, bases, [b0]) or b0
     return [m[SCHED_PREFIX + weighted_pick(rnd, g.decay_binary)], m[b0], m[b1]]
@@ -358,21 +362,23 @@ def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[
         if node.arity == 1:
             p_id = float(g.sampling.get("decay_identity", 1 / (len(g.decay_unary) + 1)))
             if rnd.random() < p_id:
-                return nodes[:j] + nodes[j + 1:], f"{name} -> identity"
+                return nodes[:j] + nodes[j + 1 :], f"{name} -> identity"
             new = weighted_pick(rnd, g.decay_unary, [name])
         else:
             new = weighted_pick(rnd, g.decay_binary, [name])
         if new is None:
             return nodes, "unchanged"
-        return [*nodes[:j], m[SCHED_PREFIX + new], *nodes[j + 1:]], f"{name} -> {new}"
+        return [*nodes[:j], m[SCHED_PREFIX + new], *nodes[j + 1 :]], f"{name} -> {new}"
     if r >= 0.15:  # change a connection
         if node.arity == 2 and rnd.random() < 0.2:
-            return [*nodes[:j + 1], *args[1], *args[0], *nodes[end:]], f"swap in {name}"
+            return [*nodes[: j + 1], *args[1], *args[0], *nodes[end:]], f"swap in {name}"
         k = 0 if node.arity == 1 else rnd.randrange(2)
         read = [a[0].name for a in args if isinstance(a[0], gp.Terminal)]
         args[k] = _schedule_source(g, rnd, read)
-        return ([*nodes[:j + 1], *(n for a in args for n in a), *nodes[end:]],
-                f"new input {k + 1} of {name}")
+        return (
+            [*nodes[: j + 1], *(n for a in args for n in a), *nodes[end:]],
+            f"new input {k + 1} of {name}",
+        )
     # switch arity
     if node.arity == 1:
         op = weighted_pick(rnd, g.decay_binary)
@@ -388,8 +394,9 @@ def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[
     return [*nodes[:j], m[SCHED_PREFIX + op], *new_args, *nodes[end:]], f"{name} -> {op}"
 
 
-def mutate_schedule(nodes: Sequence[Node], grammar: Grammar, rnd: random.Random,
-                    max_ops: int) -> tuple[Nodes, str] | None:
+def mutate_schedule(
+    nodes: Sequence[Node], grammar: Grammar, rnd: random.Random, max_ops: int
+) -> tuple[Nodes, str] | None:
     """Mutate a schedule in place (spec §4.4 table), retrying until the result is valid.
 
     Valid: at most ``max_ops`` ops deep, within [0, 1] on T = 100, with new text and an L2
@@ -403,8 +410,10 @@ def mutate_schedule(nodes: Sequence[Node], grammar: Grammar, rnd: random.Random,
         if schedule_ops_depth(new) > max_ops or _text(new) == old_text:
             continue
         values = schedule_values(new, grammar)
-        if valid_schedule(values) and \
-                float(np.linalg.norm(values - old_values)) > MIN_SCHEDULE_CHANGE:
+        if (
+            valid_schedule(values)
+            and float(np.linalg.norm(values - old_values)) > MIN_SCHEDULE_CHANGE
+        ):
             return new, how
     return None
 
@@ -432,8 +441,9 @@ def _apply(parent: Candidate, kind: str, rnd: random.Random) -> Result:
     return _NODE_KINDS[kind](parent, rnd, rnd.choice(op_nodes))
 
 
-def mutate_candidate(parent: Candidate, rnd: random.Random, *,
-                     kinds: Mapping[str, float] | None = None) -> Mutation:
+def mutate_candidate(
+    parent: Candidate, rnd: random.Random, *, kinds: Mapping[str, float] | None = None
+) -> Mutation:
     """Exactly one mutation of ``parent`` (see the module docstring).
 
     The kind is drawn with the grammar's probabilities (or ``kinds``, e.g. ``{"decay": 1}``
@@ -461,5 +471,7 @@ def mutate_candidate(parent: Candidate, rnd: random.Random, *,
             if child.text != parent.text and child.within_limits():
                 return Mutation(child, done, detail)
         del left[kind]
-    raise MutationError(f"no mutation of {parent.text!r} gives a new candidate within the "
-                        f"limits of grammar {g.name}")
+    raise MutationError(
+        f"no mutation of {parent.text!r} gives a new candidate within the "
+        f"limits of grammar {g.name}"
+    )

@@ -126,27 +126,52 @@ class minimum(_Extremum):
 
 
 def _fn(op: str, nargs: int, doc: str, *, latex: str = "", state: str | None = None):
-    cls = type(op, (NosFunction,), {"nargs": nargs, "op": op, "state": state,
-                                     "latex": latex, "__doc__": doc})
+    cls = type(
+        op,
+        (NosFunction,),
+        {"nargs": nargs, "op": op, "state": state, "latex": latex, "__doc__": doc},
+    )
     return cls
 
 
 plog = _fn("plog", 1, "ln(|x| + eps), spec §2.3 id 1", latex="ln_\\epsilon")
 sigmoid = _fn("sigmoid", 1, "1/(1+exp(-x)), spec §2.3 id 5", latex="\\sigma")
 softplus = _fn("softplus", 1, "ln(|1+exp(x)| + eps), spec §2.3 id 7")
-i1e = _fn("i1e", 1, "exp(-|x|) I1(x), exponentially scaled Bessel I1, spec §2.3 id 14",
-          latex="I_{1e}")
+i1e = _fn(
+    "i1e", 1, "exp(-|x|) I1(x), exponentially scaled Bessel I1, spec §2.3 id 14", latex="I_{1e}"
+)
 clip = _fn("clip", 2, "clip(x, -|y|, |y|), spec §2.4 id 7")
-clip_norm = _fn("clip_norm", 1, "rescale the whole tensor to L2 norm <= 1, spec §2.3 id 20",
-                latex="clipnorm")
-dropout = _fn("dropout", 2, "dropout(x, rate): keep w.p. 1-rate, scale by 1/(1-rate)",
-              latex="drop", state="random")
-ema = _fn("ema", 1, "bias-corrected EMA of x with beta 0.95 (sound expMovAvg, spec §2.3 id 22)",
-          latex="EMA", state="ema")
-delta = _fn("delta", 1, "n <- x - n_prev (the reference deltaChange, spec §2.3 id 23)",
-            latex="\\Delta", state="delta")
-running_max = _fn("running_max", 1, "n <- max(x, n_prev), n_0 = 0 (MaxValue, spec §2.3 id 24)",
-                  latex="runmax", state="max")
+clip_norm = _fn(
+    "clip_norm", 1, "rescale the whole tensor to L2 norm <= 1, spec §2.3 id 20", latex="clipnorm"
+)
+dropout = _fn(
+    "dropout",
+    2,
+    "dropout(x, rate): keep w.p. 1-rate, scale by 1/(1-rate)",
+    latex="drop",
+    state="random",
+)
+ema = _fn(
+    "ema",
+    1,
+    "bias-corrected EMA of x with beta 0.95 (sound expMovAvg, spec §2.3 id 22)",
+    latex="EMA",
+    state="ema",
+)
+delta = _fn(
+    "delta",
+    1,
+    "n <- x - n_prev (the reference deltaChange, spec §2.3 id 23)",
+    latex="\\Delta",
+    state="delta",
+)
+running_max = _fn(
+    "running_max",
+    1,
+    "n <- max(x, n_prev), n_0 = 0 (MaxValue, spec §2.3 id 24)",
+    latex="runmax",
+    state="max",
+)
 
 # Elementary functions as plain NosFunctions too: sympy's own exp/Abs/sign/erf/... query the
 # assumptions system on every construction (1-4 ms each on a sum), which dominated the cost of
@@ -164,8 +189,28 @@ abs_._eval_is_extended_nonnegative = lambda self: True
 
 FUNCTIONS: dict[str, type[NosFunction]] = {
     f.op: f
-    for f in (plog, sigmoid, softplus, i1e, clip, clip_norm, dropout, ema, delta, running_max,
-              maximum, minimum, exp_, abs_, sign_, tanh_, atan_, asinh_, erf_, erfc_)
+    for f in (
+        plog,
+        sigmoid,
+        softplus,
+        i1e,
+        clip,
+        clip_norm,
+        dropout,
+        ema,
+        delta,
+        running_max,
+        maximum,
+        minimum,
+        exp_,
+        abs_,
+        sign_,
+        tanh_,
+        atan_,
+        asinh_,
+        erf_,
+        erfc_,
+    )
 }
 
 
@@ -239,8 +284,7 @@ _OP_LIST = [
     OpSpec("div", 2, lambda x, y: x / (y + EPS), "x/(y + eps)", _BOTH),
     OpSpec("div_sqrt", 2, lambda x, y: x / sqrt(1 + y**2), "x/sqrt(1 + y²)", _BOTH),
     OpSpec("clip", 2, clip, "clip(x, -|y|, |y|)"),
-    OpSpec("mix", 2, lambda x, y: Rational(19, 20) * x + Rational(1, 20) * y,
-           "0.95x + 0.05y"),
+    OpSpec("mix", 2, lambda x, y: Rational(19, 20) * x + Rational(1, 20) * y, "0.95x + 0.05y"),
     OpSpec("pow_abs", 2, lambda x, y: abs_(x) ** y, "|x|^y"),
     # Unprotected division of the final code (spec §7.2-§7.4) and Adam's denominator
     # (the classic baselines): x / (sqrt(|y|) + 1e-8).
@@ -289,28 +333,52 @@ _OPERAND_LIST = [
     Operand("wd3", lambda: _w / 10**3, "1e-3 w"),
     Operand("sign_g", lambda: sign_(_g), "sign(g)"),
     Operand("sign_v_hat", lambda: sign_(_vh), "sign(v̂)", ("v",)),
-    Operand("qhm_v", lambda: Rational(3, 10) * _g + Rational(7, 10) * _vh,
-            "0.3 g + 0.7 v̂ (QHM)", ("v",)),
-    Operand("qhm_s", lambda: Rational(1, 20) * _g**2 + Rational(19, 20) * _sh,
-            "0.05 g² + 0.95 ŝ", ("s",)),
+    Operand(
+        "qhm_v", lambda: Rational(3, 10) * _g + Rational(7, 10) * _vh, "0.3 g + 0.7 v̂ (QHM)", ("v",)
+    ),
+    Operand(
+        "qhm_s",
+        lambda: Rational(1, 20) * _g**2 + Rational(19, 20) * _sh,
+        "0.05 g² + 0.95 ŝ",
+        ("s",),
+    ),
     # The reference log labels this g^2 but the code computes g³ (spec §2.2 id 16).
-    Operand("qhm_lam", lambda: Rational(1, 100) * _g**3 + Rational(99, 100) * _lh,
-            "0.01 g³ + 0.99 λ̂", ("lam",)),
-    Operand("aggmo_v", lambda: _aggmo(_v, 1, (0, Rational(9, 10), Rational(999, 1000))),
-            "mean over β∈{0, .9, .999} of (β v - g)", ("v",)),
-    Operand("aggmo_s", lambda: _aggmo(_s, 2, (0, Rational(99, 100), Rational(999, 1000))),
-            "mean over β∈{0, .99, .999} of (β s - g²)", ("s",)),
+    Operand(
+        "qhm_lam",
+        lambda: Rational(1, 100) * _g**3 + Rational(99, 100) * _lh,
+        "0.01 g³ + 0.99 λ̂",
+        ("lam",),
+    ),
+    Operand(
+        "aggmo_v",
+        lambda: _aggmo(_v, 1, (0, Rational(9, 10), Rational(999, 1000))),
+        "mean over β∈{0, .9, .999} of (β v - g)",
+        ("v",),
+    ),
+    Operand(
+        "aggmo_s",
+        lambda: _aggmo(_s, 2, (0, Rational(99, 100), Rational(999, 1000))),
+        "mean over β∈{0, .99, .999} of (β s - g²)",
+        ("s",),
+    ),
     # Raw (not bias-corrected) moments, for the classic baselines (RMSprop, Lion).
     Operand("v_raw", lambda: _v, "raw EMA of g", ("v",)),
     Operand("s_raw", lambda: _s, "raw EMA of g²", ("s",)),
     # Lion's interpolation beta1 m_{t-1} + (1 - beta1) g with beta1 = 0.9, written with the
     # EMA m_t = beta2 m_{t-1} + (1 - beta2) g after its update: only for beta2 = v = 0.99.
-    Operand("lion_c", lambda: Rational(10, 11) * _v + Rational(1, 11) * _g,
-            "Lion's 0.9 m_{t-1} + 0.1 g (needs moment v = 0.99)", ("v",)),
+    Operand(
+        "lion_c",
+        lambda: Rational(10, 11) * _v + Rational(1, 11) * _g,
+        "Lion's 0.9 m_{t-1} + 0.1 g (needs moment v = 0.99)",
+        ("v",),
+    ),
     Operand("wd2", lambda: _w / 10**2, "1e-2 w"),
-    Operand("aggmo_lam",
-            lambda: _aggmo(_lam, 3, (0, Rational(999, 1000), Rational(9999, 10000))),
-            "mean over β∈{0, .999, .9999} of (β λ - g³)", ("lam",)),
+    Operand(
+        "aggmo_lam",
+        lambda: _aggmo(_lam, 3, (0, Rational(999, 1000), Rational(9999, 10000))),
+        "mean over β∈{0, .999, .9999} of (β λ - g³)",
+        ("lam",),
+    ),
 ]
 OPERANDS: dict[str, Operand] = {o.name: o for o in _OPERAND_LIST}
 
@@ -350,10 +418,16 @@ BASES: dict[str, Base] = {
         Base("a4", (1 - sympy.cos(_pi * _tau)) / 2, "(1 - cos πτ)/2 (cosine increase)"),
         Base("a5", (1 + sympy.cos(2 * _pi * _tau)) / 2, "(1 + cos 2πτ)/2 (one cycle)"),
         Base("a6", (1 - sympy.cos(2 * _pi * _tau)) / 2, "(1 - cos 2πτ)/2 (one cycle)"),
-        Base("a7", (1 + sympy.cos(_pi * sympy.Mod(2 * _tau, 1))) / 2,
-             "(1 + cos π(2τ mod 1))/2 (cosine decay, restart at T/2)"),
-        Base("a8", (1 - sympy.cos(_pi * sympy.Mod(2 * _tau, 1))) / 2,
-             "(1 - cos π(2τ mod 1))/2 (cosine increase, restart)"),
+        Base(
+            "a7",
+            (1 + sympy.cos(_pi * sympy.Mod(2 * _tau, 1))) / 2,
+            "(1 + cos π(2τ mod 1))/2 (cosine decay, restart at T/2)",
+        ),
+        Base(
+            "a8",
+            (1 - sympy.cos(_pi * sympy.Mod(2 * _tau, 1))) / 2,
+            "(1 - cos π(2τ mod 1))/2 (cosine increase, restart)",
+        ),
         Base("a9", 1 - sympy.Mod(2 * _tau, 1), "1 - (2τ mod 1) (linear decay, restart)"),
         Base("a10", sympy.Mod(2 * _tau, 1), "2τ mod 1 (linear increase, restart)"),
         Base("a11", Rational(1, 100) ** _tau, "0.01^τ (exponential decay)"),
@@ -363,7 +437,10 @@ BASES: dict[str, Base] = {
         # The final code's a14 = (β0 - β_d)/((1-β0) + β_d) runs 0 -> 19, outside the [0, 1]
         # of a decay base; its only use (LR schedule 2, spec §7.4) is dsoft(a14) =
         # 1/(1 + a14), which is exactly this base.
-        Base("a14f_dsoft", (1 - _B0) + _beta_d,
-             "1/(1 + a14') = (1-β0) + β_d, a14' the final code's a14 (spec §2.6, §7.4)"),
+        Base(
+            "a14f_dsoft",
+            (1 - _B0) + _beta_d,
+            "1/(1 + a14') = (1-β0) + β_d, a14' the final code's a14 (spec §2.6, §7.4)",
+        ),
     )
 }

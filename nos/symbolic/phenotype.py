@@ -47,8 +47,9 @@ def tree_to_sympy(tree: gp.PrimitiveTree, grammar: Grammar) -> sympy.Expr:
     return _SUBTREE_EXPR[root]
 
 
-def _build(node: gp.Primitive | gp.Terminal, args: list[sympy.Expr],
-           grammar: Grammar) -> sympy.Expr:
+def _build(
+    node: gp.Primitive | gp.Terminal, args: list[sympy.Expr], grammar: Grammar
+) -> sympy.Expr:
     if isinstance(node, gp.Terminal):
         if node.ret is Schedule:
             entry = grammar.decay_bases[node.name]
@@ -57,7 +58,7 @@ def _build(node: gp.Primitive | gp.Terminal, args: list[sympy.Expr],
         return ops.OPERANDS[node.name].build()
     if node.name == "decay":
         return args[0] * args[1]
-    name = node.name[len(SCHED_PREFIX):] if node.ret is Schedule else node.name
+    name = node.name[len(SCHED_PREFIX) :] if node.ret is Schedule else node.name
     return ops.OPS[name].build(*args)
 
 
@@ -93,9 +94,9 @@ def serialize(expr: sympy.Basic) -> str:
     return "".join(out)
 
 
-_MOMENT_SYMBOLS = {
-    ops.SYM[raw]: moment for moment, (raw, _hat, _p) in ops.MOMENTS.items()
-} | {ops.SYM[hat]: moment for moment, (_raw, hat, _p) in ops.MOMENTS.items()}
+_MOMENT_SYMBOLS = {ops.SYM[raw]: moment for moment, (raw, _hat, _p) in ops.MOMENTS.items()} | {
+    ops.SYM[hat]: moment for moment, (_raw, hat, _p) in ops.MOMENTS.items()
+}
 _GRADIENT_SYMBOLS = frozenset(_MOMENT_SYMBOLS) | {ops.SYM["g"]}
 
 
@@ -123,8 +124,7 @@ class Phenotype:
         return f"{self.momentum}|{serialize(self.update)}|{serialize(self.lr)}|{betas}"
 
     @classmethod
-    def of(cls, update: sympy.Expr, lr: sympy.Expr, momentum: str,
-           grammar: Grammar) -> Phenotype:
+    def of(cls, update: sympy.Expr, lr: sympy.Expr, momentum: str, grammar: Grammar) -> Phenotype:
         used = sorted({_MOMENT_SYMBOLS[s] for s in update.free_symbols if s in _MOMENT_SYMBOLS})
         betas = tuple((m, str(grammar.moment_beta(m))) for m in used)
         return cls(update, lr, momentum, betas)

@@ -74,17 +74,25 @@ Node = gp.Primitive | gp.Terminal
 MAX_ATTEMPTS = 10_000
 
 _DAG_DEFAULTS: dict[str, float] = {
-    "hidden_nodes": 5, "hidden_unary": 0.75, "root_unary": 0.25, "identity": 0.2,
-    "hidden_input": 0.2, "decay_edge": 0.15, "decay_unary_root": 0.85,
-    "decay_hidden_unary": 0.8, "decay_root_unary": 0.8, "decay_root_hidden": 0.2,
+    "hidden_nodes": 5,
+    "hidden_unary": 0.75,
+    "root_unary": 0.25,
+    "identity": 0.2,
+    "hidden_input": 0.2,
+    "decay_edge": 0.15,
+    "decay_unary_root": 0.85,
+    "decay_hidden_unary": 0.8,
+    "decay_root_unary": 0.8,
+    "decay_root_hidden": 0.2,
 }
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def weighted_pick(rnd: random.Random, table: Mapping[str, OpEntry],
-                  exclude: Sequence[str] = ()) -> str | None:
+def weighted_pick(
+    rnd: random.Random, table: Mapping[str, OpEntry], exclude: Sequence[str] = ()
+) -> str | None:
     """A name of ``table`` drawn by weight, skipping ``exclude``; ``None`` when none is left."""
     names = [n for n in table if n not in exclude]
     if not names:
@@ -139,8 +147,9 @@ def schedule_values(nodes: Sequence[Node], grammar: Grammar) -> np.ndarray:
                 stack.append(base_values(node.name, grammar.decay_bases[node.name].scale))
                 continue
             args = [stack.pop() for _ in range(node.arity)]
-            stack.append(np.asarray(_op_function(node.name[len(SCHED_PREFIX):])(*args),
-                                    dtype=float))
+            stack.append(
+                np.asarray(_op_function(node.name[len(SCHED_PREFIX) :])(*args), dtype=float)
+            )
     (values,) = stack
     return np.broadcast_to(values, (SCHEDULE_STEPS,))
 
@@ -232,8 +241,9 @@ def _grow_schedule(grammar: Grammar, rnd: random.Random, max_ops: int) -> list[N
     return out
 
 
-def random_schedule(grammar: Grammar, rnd: random.Random, max_ops: int | None = None,
-                    *, shape: str | None = None) -> list[Node]:
+def random_schedule(
+    grammar: Grammar, rnd: random.Random, max_ops: int | None = None, *, shape: str | None = None
+) -> list[Node]:
     """A valid schedule (prefix node list): within [0, 1] and at most ``max_ops`` deep.
 
     ``shape`` is ``"dag"`` (the reference construction) or ``"grow"``; by default the
@@ -255,14 +265,16 @@ def random_schedule(grammar: Grammar, rnd: random.Random, max_ops: int | None = 
     raise GrammarError("cannot draw a decay schedule within [0, 1]", path=grammar.path)
 
 
-def sample_schedule(grammar: Grammar, rnd: random.Random,
-                    max_ops: int | None = None) -> gp.PrimitiveTree:
+def sample_schedule(
+    grammar: Grammar, rnd: random.Random, max_ops: int | None = None
+) -> gp.PrimitiveTree:
     """:func:`random_schedule` as a DEAP tree."""
     return gp.PrimitiveTree(random_schedule(grammar, rnd, max_ops))
 
 
-def sample_lr(grammar: Grammar, rnd: random.Random, *,
-              allow_none: bool = True) -> gp.PrimitiveTree | None:
+def sample_lr(
+    grammar: Grammar, rnd: random.Random, *, allow_none: bool = True
+) -> gp.PrimitiveTree | None:
     """The LR-schedule gene: ``None`` (constant 1) w.p. ``lr_none``, else a grown schedule."""
     if not grammar.lr_enabled:
         return None
@@ -341,8 +353,11 @@ def _sample_dag(grammar: Grammar, rnd: random.Random) -> list[_DagNode]:
         decayed = [has_decay and rnd.random() < p["decay_unary_root"]]
     else:
         op = weighted_pick(rnd, g.binary)
-        first = operand() if not n_hidden or rnd.random() >= p["hidden_input"] \
+        first = (
+            operand()
+            if not n_hidden or rnd.random() >= p["hidden_input"]
             else rnd.randrange(n_hidden)
+        )
         if isinstance(first, str):
             second = rnd.randrange(n_hidden) if n_hidden else operand([first])
         elif rnd.random() >= p["hidden_input"]:
@@ -357,8 +372,7 @@ def _sample_dag(grammar: Grammar, rnd: random.Random) -> list[_DagNode]:
     return nodes
 
 
-def _flatten_dag(dag: list[_DagNode], grammar: Grammar,
-                 rnd: random.Random) -> list[Node] | None:
+def _flatten_dag(dag: list[_DagNode], grammar: Grammar, rnd: random.Random) -> list[Node] | None:
     """Prefix node list of the root's active sub-graph; ``None`` if it has a cycle."""
     g = grammar
     out: list[Node] = []
@@ -445,6 +459,6 @@ def sample_candidate(grammar: Grammar, rnd: random.Random) -> Candidate:
         candidate = Candidate(gp.PrimitiveTree(update), momentum, grammar, lr)
         if candidate.within_limits():
             return candidate
-    raise GrammarError(f"no candidate within the limits after {MAX_ATTEMPTS} draws",
-                       path=grammar.path)
-
+    raise GrammarError(
+        f"no candidate within the limits after {MAX_ATTEMPTS} draws", path=grammar.path
+    )

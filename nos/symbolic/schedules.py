@@ -27,8 +27,10 @@ MU_LOW = 0.85
 def _phase(t: ArrayLike, warmup: int, hold: int, total: int) -> tuple[np.ndarray, ...]:
     t = np.asarray(t, dtype=float)
     if warmup < 0 or hold < 0 or total <= warmup + hold:
-        raise ValueError(f"need 0 <= warmup, 0 <= hold and warmup + hold < total; got "
-                         f"warmup={warmup}, hold={hold}, total={total}")
+        raise ValueError(
+            f"need 0 <= warmup, 0 <= hold and warmup + hold < total; got "
+            f"warmup={warmup}, hold={hold}, total={total}"
+        )
     up = t / warmup if warmup else np.ones_like(t)
     down = (t - warmup - hold) / (total - warmup - hold)
     return t, up, down
@@ -45,5 +47,6 @@ def cyclic_momentum(t: ArrayLike, warmup: int, total: int, hold: int = 0) -> np.
     """mu_t of spec §2.7: 0.95 -> 0.85 over the warmup, hold at 0.85, back up to 0.95."""
     t, up, down = _phase(t, warmup, hold, total)
     rising = MU_LOW + (MU_HIGH - MU_LOW) * down
-    return np.where(t < warmup, MU_HIGH - (MU_HIGH - MU_LOW) * up,
-                    np.where(t <= warmup + hold, MU_LOW, rising))
+    return np.where(
+        t < warmup, MU_HIGH - (MU_HIGH - MU_LOW) * up, np.where(t <= warmup + hold, MU_LOW, rising)
+    )

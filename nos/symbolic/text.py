@@ -109,16 +109,18 @@ class _Reader:
         for name, entry in table.items():
             if entry.infix == tok[1]:
                 return [self._prim(name, typ, tok[2], 2)]
-        raise CandidateError(f"operator {tok[1]!r} has no op in grammar {self.g.name}",
-                             position=tok[2])
+        raise CandidateError(
+            f"operator {tok[1]!r} has no op in grammar {self.g.name}", position=tok[2]
+        )
 
     def _prim(self, name: str, typ: type, pos: int, arity: int | None = None) -> gp.Primitive:
         internal = name if typ is Tensor or name == "decay" else SCHED_PREFIX + name
         node = self.g.pset.mapping.get(internal)
         if node is None or not isinstance(node, gp.Primitive) or node.ret is not typ:
             kind = "tensor" if typ is Tensor else "schedule"
-            raise CandidateError(f"unknown {kind} op {name!r} in grammar {self.g.name}",
-                                 position=pos)
+            raise CandidateError(
+                f"unknown {kind} op {name!r} in grammar {self.g.name}", position=pos
+            )
         if arity is not None and node.arity != arity:
             raise CandidateError(f"op {name!r} takes {node.arity} argument(s)", position=pos)
         return node
@@ -132,11 +134,11 @@ class _Reader:
             self.take(")")
             return inner
         if kind == "num":
-            name = _NUMERIC_OPERANDS.get(value.rstrip("0").rstrip(".") if "." in value
-                                         else value)
+            name = _NUMERIC_OPERANDS.get(value.rstrip("0").rstrip(".") if "." in value else value)
             if typ is not Tensor or name is None or name not in self.g.operands:
-                raise CandidateError(f"number {value} is not an operand of grammar "
-                                     f"{self.g.name}", position=pos)
+                raise CandidateError(
+                    f"number {value} is not an operand of grammar {self.g.name}", position=pos
+                )
             return [self.g.pset.mapping[name]]
         if kind != "name":
             raise CandidateError(f"unexpected {value!r}", position=pos)
@@ -156,8 +158,9 @@ class _Reader:
         node = self.g.pset.mapping.get(value)
         if not isinstance(node, gp.Terminal) or node.ret is not typ:
             kind_name = "operand" if typ is Tensor else "decay base"
-            raise CandidateError(f"unknown {kind_name} {value!r} in grammar {self.g.name}",
-                                 position=pos)
+            raise CandidateError(
+                f"unknown {kind_name} {value!r} in grammar {self.g.name}", position=pos
+            )
         return [node]
 
 
@@ -174,11 +177,13 @@ def parse_canonical(text: str, grammar: Grammar) -> Candidate:
     if len(toks) >= 2 and toks[1][1] == "~":
         mode = toks[0][1].lower()
         if toks[0][0] != "name" or mode not in {m.value for m in Momentum}:
-            raise CandidateError(f"unknown momentum {toks[0][1]!r} (expected none, mom or "
-                                 "nest)", position=toks[0][2])
+            raise CandidateError(
+                f"unknown momentum {toks[0][1]!r} (expected none, mom or nest)", position=toks[0][2]
+            )
         if mode not in grammar.momentum:
-            raise CandidateError(f"momentum {mode!r} is not in grammar {grammar.name}",
-                                 position=toks[0][2])
+            raise CandidateError(
+                f"momentum {mode!r} is not in grammar {grammar.name}", position=toks[0][2]
+            )
         momentum = Momentum(mode)
         r.i = 2
     update = r.expr(Tensor)
@@ -189,13 +194,13 @@ def parse_canonical(text: str, grammar: Grammar) -> Candidate:
         r.take("lr")
         r.take("=")
         if not grammar.lr_enabled:
-            raise CandidateError(f"grammar {grammar.name} has no LR-schedule gene",
-                                 position=tok[2])
+            raise CandidateError(f"grammar {grammar.name} has no LR-schedule gene", position=tok[2])
         lr = gp.PrimitiveTree(r.expr(Schedule))
     tok = r.peek()
     if tok is not None:
-        raise CandidateError(f"unexpected {tok[1]!r} after the end of the candidate",
-                             position=tok[2])
+        raise CandidateError(
+            f"unexpected {tok[1]!r} after the end of the candidate", position=tok[2]
+        )
     return Candidate(gp.PrimitiveTree(update), momentum, grammar, lr)
 
 
@@ -203,7 +208,6 @@ def check_size(text: str) -> None:
     if not isinstance(text, str):
         raise CandidateError("candidate text must be a string")
     if len(text) > MAX_TEXT:
-        raise CandidateError(f"candidate text longer than {MAX_TEXT} characters "
-                             f"({len(text)})")
+        raise CandidateError(f"candidate text longer than {MAX_TEXT} characters ({len(text)})")
     if not text.strip():
         raise CandidateError("empty candidate text")

@@ -73,8 +73,9 @@ class SeedOutcome:
     final: RunLog | None = None
 
 
-def run_protocol(trainer: Any, preset: Preset,
-                 stages: Sequence[Sequence[float]] | None = None) -> SeedOutcome:
+def run_protocol(
+    trainer: Any, preset: Preset, stages: Sequence[Sequence[float]] | None = None
+) -> SeedOutcome:
     """The sweep, thresholds and final run for one seed (see the module docstring).
 
     ``trainer`` needs only ``train(lrs, *, epochs, steps_per_epoch, validate, stop_below,
@@ -83,46 +84,66 @@ def run_protocol(trainer: Any, preset: Preset,
     stages = preset.stages if stages is None else stages
     sweep: list[RunLog] = []
     for i, stage in enumerate(stages):
-        logs = trainer.train(list(stage), epochs=preset.sweep_epochs,
-                             steps_per_epoch=preset.sweep_steps, validate=False,
-                             stop_below=preset.sweep_stop_below,
-                             stop_from=preset.sweep_stop_from)
+        logs = trainer.train(
+            list(stage),
+            epochs=preset.sweep_epochs,
+            steps_per_epoch=preset.sweep_steps,
+            validate=False,
+            stop_below=preset.sweep_stop_below,
+            stop_from=preset.sweep_stop_from,
+        )
         sweep += logs
         if i == 0 and all(r.best_train < preset.stage1_threshold for r in logs):
-            return _sweep_failure(sweep, f"stage 1 best train accuracy "
-                                  f"{max(r.best_train for r in logs):.3f} < "
-                                  f"{preset.stage1_threshold:g}")
+            return _sweep_failure(
+                sweep,
+                f"stage 1 best train accuracy "
+                f"{max(r.best_train for r in logs):.3f} < "
+                f"{preset.stage1_threshold:g}",
+            )
     best = max(sweep, key=lambda r: r.best_train)  # max() keeps the first of equals
     if best.best_train < preset.overall_threshold:
-        return _sweep_failure(sweep, f"sweep best train accuracy {best.best_train:.3f} < "
-                              f"{preset.overall_threshold:g}")
-    (final,) = trainer.train([best.lr], epochs=preset.final_epochs,
-                             steps_per_epoch=preset.final_steps, validate=True,
-                             stop_below=preset.final_stop_below,
-                             stop_from=preset.final_stop_from)
+        return _sweep_failure(
+            sweep, f"sweep best train accuracy {best.best_train:.3f} < {preset.overall_threshold:g}"
+        )
+    (final,) = trainer.train(
+        [best.lr],
+        epochs=preset.final_epochs,
+        steps_per_epoch=preset.final_steps,
+        validate=True,
+        stop_below=preset.final_stop_below,
+        stop_from=preset.final_stop_from,
+    )
     if final.outcome == "diverged":
         best_val = max(final.val_acc, default=float("nan"))
-        return SeedOutcome(Status.DIVERGED, None, best.lr,
-                           f"final run: {final.detail} (best validation before: {best_val:.3f})",
-                           sweep, final)
+        return SeedOutcome(
+            Status.DIVERGED,
+            None,
+            best.lr,
+            f"final run: {final.detail} (best validation before: {best_val:.3f})",
+            sweep,
+            final,
+        )
     fitness = max(final.val_acc, default=0.0)
     return SeedOutcome(Status.OK, fitness, best.lr, final.detail, sweep, final)
 
 
 def _sweep_failure(sweep: list[RunLog], reason: str) -> SeedOutcome:
     if all(r.outcome == "diverged" for r in sweep):
-        return SeedOutcome(Status.DIVERGED, None, None, "every sweep run diverged: "
-                           + sweep[0].detail, sweep)
+        return SeedOutcome(
+            Status.DIVERGED, None, None, "every sweep run diverged: " + sweep[0].detail, sweep
+        )
     return SeedOutcome(Status.FAILED_THRESHOLD, None, None, reason, sweep)
 
 
 def _error(reason: str, started: float, config: Mapping[str, Any] | None = None) -> EvalResult:
-    return EvalResult(Status.ERROR, reason=reason, wall_s=time.monotonic() - started,
-                      config=dict(config or {}))
+    return EvalResult(
+        Status.ERROR, reason=reason, wall_s=time.monotonic() - started, config=dict(config or {})
+    )
 
 
-def _resolve_preset(preset: str | Preset, task: str | Task | None,
-                    overrides: Mapping[str, Any] | None) -> Preset:
+def _resolve_preset(
+    preset: str | Preset, task: str | Task | None, overrides: Mapping[str, Any] | None
+) -> Preset:
     p = get_preset(preset) if isinstance(preset, str) else preset
     if task is not None:
         name = task if isinstance(task, str) else task.name
@@ -168,23 +189,33 @@ def evaluate_factory(
         stages = reduced_grid(lr_hint)
     else:
         raise NosError(f"unknown LR grid {lr_grid!r}; choose paper or reduced")
-    config = {"preset": p.to_dict(), "lr_grid": lr_grid, "stages": [list(s) for s in stages],
-              "seeds": seed_list, "timeout_s": timeout_s, "batch_sweep": batch_sweep,
-              "device": device}
-    the_task = task if isinstance(task, Task) else load_task(
-        p.task, data_dir=data_dir, augment=p.augment, width=p.width, device=device)
+    config = {
+        "preset": p.to_dict(),
+        "lr_grid": lr_grid,
+        "stages": [list(s) for s in stages],
+        "seeds": seed_list,
+        "timeout_s": timeout_s,
+        "batch_sweep": batch_sweep,
+        "device": device,
+    }
+    the_task = (
+        task
+        if isinstance(task, Task)
+        else load_task(p.task, data_dir=data_dir, augment=p.augment, width=p.width, device=device)
+    )
     deadline = None if timeout_s is None else started + timeout_s
 
     outcomes: list[SeedOutcome] = []
     steps = 0
     for seed in seed_list:
-        trainer = Trainer(factory, the_task, p, seed, deadline=deadline,
-                          batch_sweep=batch_sweep)
+        trainer = Trainer(factory, the_task, p, seed, deadline=deadline, batch_sweep=batch_sweep)
         try:
             outcome = run_protocol(trainer, p, stages)
         except Deadline:
-            outcome = SeedOutcome(Status.TIMEOUT, reason=f"exceeded {timeout_s:g} s after "
-                                  f"{steps + trainer.steps} steps")
+            outcome = SeedOutcome(
+                Status.TIMEOUT,
+                reason=f"exceeded {timeout_s:g} s after {steps + trainer.steps} steps",
+            )
         except Exception as exc:  # the candidate's numerics or code failed
             log.debug("evaluation error", exc_info=True)
             outcome = SeedOutcome(Status.ERROR, reason=f"{type(exc).__name__}: {exc}")
@@ -195,8 +226,14 @@ def evaluate_factory(
     return _combine(outcomes, seed_list, steps, time.monotonic() - started, p, config)
 
 
-def _combine(outcomes: list[SeedOutcome], seeds: list[int], steps: int, wall: float,
-             preset: Preset, config: dict[str, Any]) -> EvalResult:
+def _combine(
+    outcomes: list[SeedOutcome],
+    seeds: list[int],
+    steps: int,
+    wall: float,
+    preset: Preset,
+    config: dict[str, Any],
+) -> EvalResult:
     worst = max(outcomes, key=lambda o: o.status.rank)
     fits = [o.fitness for o in outcomes]
     fitness = std = None
@@ -209,13 +246,21 @@ def _combine(outcomes: list[SeedOutcome], seeds: list[int], steps: int, wall: fl
     if worst.status is Status.OK and len(set(lrs)) > 1:
         chosen = statistics.mode(lrs)  # the most common tuned LR over the seeds
     return EvalResult(
-        status=worst.status, fitness=fitness, std=std, reason=worst.reason, lr=chosen,
-        steps=steps, wall_s=wall, seeds=tuple(seeds[: len(outcomes)]),
-        fitness_per_seed=tuple(fits), status_per_seed=tuple(o.status for o in outcomes),
+        status=worst.status,
+        fitness=fitness,
+        std=std,
+        reason=worst.reason,
+        lr=chosen,
+        steps=steps,
+        wall_s=wall,
+        seeds=tuple(seeds[: len(outcomes)]),
+        fitness_per_seed=tuple(fits),
+        status_per_seed=tuple(o.status for o in outcomes),
         lr_per_seed=tuple(lrs),
         curves=tuple(round_floats(o.final.val_acc) if o.final else () for o in outcomes),
         sweep=tuple(tuple((r.lr, round(r.best_train, 6)) for r in o.sweep) for o in outcomes),
-        steps_per_epoch=preset.final_steps, config=config,
+        steps_per_epoch=preset.final_steps,
+        config=config,
     )
 
 
@@ -227,9 +272,17 @@ def evaluate(spec: EvalSpec) -> EvalResult:
     except (NosError, ImportError) as exc:
         return _error(f"{type(exc).__name__}: {exc}", started, {"spec": spec.to_dict()})
     result = evaluate_factory(
-        factory, spec.task, spec.preset, spec.seeds, lr_grid=spec.lr_grid,
-        lr_hint=spec.lr_hint, timeout_s=spec.timeout_s, data_dir=spec.data_dir,
-        device=spec.device, batch_sweep=spec.batch_sweep, overrides=spec.overrides)
+        factory,
+        spec.task,
+        spec.preset,
+        spec.seeds,
+        lr_grid=spec.lr_grid,
+        lr_hint=spec.lr_hint,
+        timeout_s=spec.timeout_s,
+        data_dir=spec.data_dir,
+        device=spec.device,
+        batch_sweep=spec.batch_sweep,
+        overrides=spec.overrides,
+    )
     config = {**result.config, "spec": spec.to_dict()}
-    return dataclasses.replace(result, config=config,
-                               wall_s=time.monotonic() - started)
+    return dataclasses.replace(result, config=config, wall_s=time.monotonic() - started)

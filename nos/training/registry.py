@@ -74,8 +74,9 @@ def register(info: TaskInfo) -> TaskInfo:
         raise ValueError(f"task {info.name!r} has no preset for stage(s) {missing}")
     for preset in info.presets.values():
         if preset.task != info.name:
-            raise ValueError(f"preset {preset.name!r} of task {info.name!r} names task "
-                             f"{preset.task!r}")
+            raise ValueError(
+                f"preset {preset.name!r} of task {info.name!r} names task {preset.task!r}"
+            )
         if preset.augment and not info.augmentable:
             raise ValueError(f"preset {preset.name!r} augments a task without augmentation")
         known = PRESETS.get(preset.name)
@@ -111,49 +112,95 @@ _DATA = "nos.training.data"
 _MODELS = "nos.training.models"
 
 # Spec §5.4 (particle phase): ConvNet b = 48 with augmentation, 7 x 800 + 16,000 steps.
-_PAPER = Preset("paper", "cifar10", width=48, augment=True, final_steps=400,
-                total_steps=16000, divergence_factor=None, target=0.7)
+_PAPER = Preset(
+    "paper",
+    "cifar10",
+    width=48,
+    augment=True,
+    final_steps=400,
+    total_steps=16000,
+    divergence_factor=None,
+    target=0.7,
+)
 # Spec §5.3 (initial population): ConvNet b = 32, plain images, 7 x 800 + 8,000 steps.
 _PAPER_INIT = Preset("paper-init", "cifar10", width=32, divergence_factor=None, target=0.6)
 
-register(TaskInfo(
-    "cifar10", "CIFAR-10 from disk, the paper's ConvNet (spec §5)",
-    data=f"{_DATA}.cifar10:load_cifar10", model=f"{_MODELS}:ConvNet",
-    presets={"init": _PAPER_INIT, "particle": _PAPER},
-    needs_data_dir=True, augmentable=True,
-))
+register(
+    TaskInfo(
+        "cifar10",
+        "CIFAR-10 from disk, the paper's ConvNet (spec §5)",
+        data=f"{_DATA}.cifar10:load_cifar10",
+        model=f"{_MODELS}:ConvNet",
+        presets={"init": _PAPER_INIT, "particle": _PAPER},
+        needs_data_dir=True,
+        augmentable=True,
+    )
+)
 
 # Flowers102's training split holds 1,020 images (8 batches of 128), so the paper's
 # shape runs on a quarter of its step budget: 7 x 200 + 40 x 100 steps.
-register(TaskInfo(
-    "flowers102", "Flowers102 from disk at 32x32, the paper's ConvNet with 102 classes",
-    data=f"{_DATA}.flowers102:load_flowers102", model=f"{_MODELS}:ConvNet",
-    presets={
-        "init": Preset("flowers102-init", "flowers102", width=32, sweep_steps=50,
-                       final_steps=50, warmup=200, total_steps=2000,
-                       divergence_factor=None, target=0.2),
-        "particle": Preset("flowers102", "flowers102", width=48, augment=True,
-                           sweep_steps=50, final_steps=100, warmup=200, total_steps=4000,
-                           divergence_factor=None, target=0.3),
-    },
-    needs_data_dir=True, augmentable=True, model_options={"num_classes": 102},
-))
+register(
+    TaskInfo(
+        "flowers102",
+        "Flowers102 from disk at 32x32, the paper's ConvNet with 102 classes",
+        data=f"{_DATA}.flowers102:load_flowers102",
+        model=f"{_MODELS}:ConvNet",
+        presets={
+            "init": Preset(
+                "flowers102-init",
+                "flowers102",
+                width=32,
+                sweep_steps=50,
+                final_steps=50,
+                warmup=200,
+                total_steps=2000,
+                divergence_factor=None,
+                target=0.2,
+            ),
+            "particle": Preset(
+                "flowers102",
+                "flowers102",
+                width=48,
+                augment=True,
+                sweep_steps=50,
+                final_steps=100,
+                warmup=200,
+                total_steps=4000,
+                divergence_factor=None,
+                target=0.3,
+            ),
+        },
+        needs_data_dir=True,
+        augmentable=True,
+        model_options={"num_classes": 102},
+    )
+)
 
 # Digits MLP, 7 x 40 + 400 = 680 steps: about 43 passes over 1,200 images, like the
 # paper's 45 over CIFAR-10.
-_QUICK = Preset("quick", "digits", sweep_steps=10, final_steps=10, warmup=40,
-                total_steps=400, target=0.9)
-register(TaskInfo(
-    "digits", "8x8 handwritten digits (scikit-learn, embedded), an MLP",
-    data=f"{_DATA}.embedded:load_digits", model=f"{_MODELS}:DigitsMLP",
-    presets={"init": _QUICK, "particle": _QUICK},
-))
+_QUICK = Preset(
+    "quick", "digits", sweep_steps=10, final_steps=10, warmup=40, total_steps=400, target=0.9
+)
+register(
+    TaskInfo(
+        "digits",
+        "8x8 handwritten digits (scikit-learn, embedded), an MLP",
+        data=f"{_DATA}.embedded:load_digits",
+        model=f"{_MODELS}:DigitsMLP",
+        presets={"init": _QUICK, "particle": _QUICK},
+    )
+)
 
 # MNIST-1D CNN, 7 x 60 + 600 = 1,020 steps: about 21 passes over 3,600 signals.
-_MNIST1D = Preset("mnist1d", "mnist1d", sweep_steps=15, final_steps=15, warmup=60,
-                  total_steps=600, target=0.6)
-register(TaskInfo(
-    "mnist1d", "MNIST-1D signals (generated), a 1-D CNN",
-    data=f"{_DATA}.embedded:load_mnist1d", model=f"{_MODELS}:Mnist1dCNN",
-    presets={"init": _MNIST1D, "particle": _MNIST1D},
-))
+_MNIST1D = Preset(
+    "mnist1d", "mnist1d", sweep_steps=15, final_steps=15, warmup=60, total_steps=600, target=0.6
+)
+register(
+    TaskInfo(
+        "mnist1d",
+        "MNIST-1D signals (generated), a 1-D CNN",
+        data=f"{_DATA}.embedded:load_mnist1d",
+        model=f"{_MODELS}:Mnist1dCNN",
+        presets={"init": _MNIST1D, "particle": _MNIST1D},
+    )
+)

@@ -90,29 +90,39 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status, "fitness": self.fitness, "std": self.std,
-            "reason": self.reason, "lr": self.lr, "steps": self.steps,
-            "wall_s": self.wall_s, "seeds": list(self.seeds),
+            "status": self.status,
+            "fitness": self.fitness,
+            "std": self.std,
+            "reason": self.reason,
+            "lr": self.lr,
+            "steps": self.steps,
+            "wall_s": self.wall_s,
+            "seeds": list(self.seeds),
             "fitness_per_seed": list(self.fitness_per_seed),
             "status_per_seed": list(self.status_per_seed),
             "lr_per_seed": list(self.lr_per_seed),
             "curves": [list(c) for c in self.curves],
             "sweep": [[list(p) for p in s] for s in self.sweep],
-            "steps_per_epoch": self.steps_per_epoch, "config": dict(self.config),
+            "steps_per_epoch": self.steps_per_epoch,
+            "config": dict(self.config),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvalResult:
         return cls(
-            status=Status(data["status"]), fitness=data.get("fitness"), std=data.get("std"),
-            reason=data.get("reason", ""), lr=data.get("lr"), steps=data.get("steps", 0),
-            wall_s=data.get("wall_s", 0.0), seeds=tuple(data.get("seeds", ())),
+            status=Status(data["status"]),
+            fitness=data.get("fitness"),
+            std=data.get("std"),
+            reason=data.get("reason", ""),
+            lr=data.get("lr"),
+            steps=data.get("steps", 0),
+            wall_s=data.get("wall_s", 0.0),
+            seeds=tuple(data.get("seeds", ())),
             fitness_per_seed=tuple(data.get("fitness_per_seed", ())),
             status_per_seed=tuple(Status(s) for s in data.get("status_per_seed", ())),
             lr_per_seed=tuple(data.get("lr_per_seed", ())),
             curves=tuple(tuple(c) for c in data.get("curves", ())),
-            sweep=tuple(tuple((float(a), float(b)) for a, b in s)
-                        for s in data.get("sweep", ())),
+            sweep=tuple(tuple((float(a), float(b)) for a, b in s) for s in data.get("sweep", ())),
             steps_per_epoch=data.get("steps_per_epoch", 0),
             config=dict(data.get("config", {})),
         )

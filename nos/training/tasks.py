@@ -117,12 +117,11 @@ class Task:
         """A fresh network with its deterministic initialisation from ``seed``."""
         return build_model(self.name, seed=seed, device=self.device, **self.model_options)
 
-    def batch_order(
-        self, batch_size: int, seed: int, *, shuffle: bool = False
-    ) -> BatchOrder:
+    def batch_order(self, batch_size: int, seed: int, *, shuffle: bool = False) -> BatchOrder:
         generator = torch.Generator().manual_seed(seed) if shuffle else None
-        return BatchOrder(len(self.train_y), batch_size, shuffle=shuffle,
-                          generator=generator, device=self.device)
+        return BatchOrder(
+            len(self.train_y), batch_size, shuffle=shuffle, generator=generator, device=self.device
+        )
 
     def augmenter(self, seed: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Per-batch augmentation drawing from its own generator, or ``None`` without it."""
@@ -192,5 +191,6 @@ def load_task(
     missing data directory raises :class:`~nos.training.data.DataError`.
     """
     root = None if data_dir is None else str(data_dir)
-    return _load_cached(name, root, augment, width, str(torch.device(device)),
-                        tuple(sorted(options.items())))
+    return _load_cached(
+        name, root, augment, width, str(torch.device(device)), tuple(sorted(options.items()))
+    )

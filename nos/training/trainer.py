@@ -80,8 +80,10 @@ class _Member:
             self.log.detail = f"non-finite loss at step {self.log.steps}"
             return True
         if factor is not None and self.first_loss > 0 and worst > factor * self.first_loss:
-            self.log.detail = (f"loss {worst:.3g} above {factor:g} x initial "
-                               f"{self.first_loss:.3g} at step {self.log.steps}")
+            self.log.detail = (
+                f"loss {worst:.3g} above {factor:g} x initial "
+                f"{self.first_loss:.3g} at step {self.log.steps}"
+            )
             return True
         return False
 
@@ -139,23 +141,33 @@ class Trainer:
         for group in groups:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                logs += self._train_group(group, epochs, steps_per_epoch, validate,
-                                          stop_below, stop_from)
+                logs += self._train_group(
+                    group, epochs, steps_per_epoch, validate, stop_below, stop_from
+                )
         return logs
 
     def _member(self, lr: float) -> _Member:
         model = self.task.build_model(self.seed)
         model.train()
-        opt = self.factory(list(model.parameters()), float(lr), self.preset.total_steps,
-                           self.preset.warmup)
+        opt = self.factory(
+            list(model.parameters()), float(lr), self.preset.total_steps, self.preset.warmup
+        )
         return _Member(model, opt, lr)
 
-    def _train_group(self, lrs: list[float], epochs: int, steps_per_epoch: int,
-                     validate: bool, stop_below: float, stop_from: int) -> list[RunLog]:
+    def _train_group(
+        self,
+        lrs: list[float],
+        epochs: int,
+        steps_per_epoch: int,
+        validate: bool,
+        stop_below: float,
+        stop_from: int,
+    ) -> list[RunLog]:
         members = [self._member(lr) for lr in lrs]
         step_fn = self._sequential_step if len(members) == 1 else _BatchedStep(members)
-        order = self.task.batch_order(self.preset.batch_size, self.seed,
-                                      shuffle=self.preset.shuffle)
+        order = self.task.batch_order(
+            self.preset.batch_size, self.seed, shuffle=self.preset.shuffle
+        )
         augment = self.task.augmenter(self.seed)
         active = list(members)
         # The loss-growth rule guards the sweep only: a final run may spike and recover, and
@@ -184,8 +196,7 @@ class Trainer:
                     m.log.val_acc.append(self.task.accuracy(m.model))
                 if epoch >= stop_from and acc < stop_below:
                     m.log.outcome = "stopped"
-                    m.log.detail = (f"train accuracy {acc:.3f} < {stop_below:g} "
-                                    f"at epoch {epoch}")
+                    m.log.detail = f"train accuracy {acc:.3f} < {stop_below:g} at epoch {epoch}"
                     active.remove(m)
             if not active:
                 break
@@ -222,8 +233,9 @@ class _BatchedStep:
         self.names = [name for name, _ in template.named_parameters()]
         self.params = {id(m): dict(m.model.named_parameters()) for m in members}
 
-        def loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        def loss(
+            p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             out = functional_call(template, p, (x,))
             return F.cross_entropy(out, y), (out.argmax(1) == y).sum()
 

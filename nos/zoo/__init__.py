@@ -20,5 +20,14 @@ from nos.zoo.catalogue import (
     state_buffers,
 )
 
-__all__ = ["DEVIATIONS", "ZOO", "ZooCandidate", "ZooEntry", "entry", "get", "names",
-           "schedule", "state_buffers"]
+__all__ = [
+    "DEVIATIONS",
+    "ZOO",
+    "ZooCandidate",
+    "ZooEntry",
+    "entry",
+    "get",
+    "names",
+    "schedule",
+    "state_buffers",
+]

@@ -32,8 +32,17 @@ from nos.symbolic.genome import Candidate
 from nos.symbolic.grammar import Grammar, load_grammar, parse_grammar
 from nos.symbolic.text import parse_canonical
 
-__all__ = ["DEVIATIONS", "ZOO", "ZooCandidate", "ZooEntry", "entry", "get", "names",
-           "schedule", "state_buffers"]
+__all__ = [
+    "DEVIATIONS",
+    "ZOO",
+    "ZooCandidate",
+    "ZooEntry",
+    "entry",
+    "get",
+    "names",
+    "schedule",
+    "state_buffers",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,79 +95,169 @@ def _final(name: str, text: str, source: str, note: str = "", **kw: Any) -> ZooE
 
 
 _ENTRIES: list[ZooEntry] = [
-    _final("opt1", "none ~ add(qhm_v, softsign(clip(wd5, sub(wd5, qhm_s))))", "Opt1 (§7.2)",
-           "clip bound |1e-5 w - (0.05 g² + 0.95 ŝ)| as the search graph builds it"),
-    _final("opt1-faithful",
-           "none ~ add(qhm_v, softsign(clip(wd5, add(wd5, mix(s_hat, neg(g2))))))",
-           "Opt1 (§7.2), as written", "clip bound |1e-5 w - 0.05 g² + 0.95 ŝ| (the final "
-           "code's parenthesisation)"),
-    _final("opt2", "none ~ add(qhm_v, softsign(div_sqrt(wd5, sub(wd5, qhm_s))))",
-           "Opt2 (§7.2)"),
-    _final("opt3", "none ~ add(qhm_v, softsign(div_sqrt(wd5, sub(wd5, qhm_lam))))",
-           "Opt3 (§7.2)", "uses the search operand 0.01 g³ + 0.99 λ̂ (λ an EMA of g³); the "
-           "final code's λ̂ averages g² instead"),
-    _final("opt4", f"none ~ div(qhm_v, clip(two, decay(atan(a13), exp(v_hat)))) ; lr = {_RHO}",
-           "Opt4 variant 0 (§7.2), use_decay=True",
-           "protected division q/(min(2, c) + 1e-7): finite at t = T-1 where c = 0"),
-    _final("opt4-faithful",
-           f"none ~ quot(qhm_v, clip(two, decay(atan(a13), exp(v_hat)))) ; lr = {_RHO}",
-           "Opt4 variant 0 (§7.2), use_decay=True, as written",
-           "plain division: U = ±inf at the last step t = T-1"),
-    _final("opt4-v1", f"none ~ div(qhm_v, clip(two, exp(v_hat))) ; lr = {_RHO}",
-           "Opt4 variant 1 (§7.2), use_decay=True"),
-    _final("opt5", f"none ~ div(qhm_v, clip(two, exp(v_hat))) ; lr = {_RHO}",
-           "Opt5 (§7.2), use_decay=True"),
-    _final("opt6", f"none ~ div(qhm_v, abs(decay(deriv_tanh(a4), exp(wd4)))) ; lr = {_RHO}",
-           "Opt6 (§7.2), use_decay=True"),
-    _final("opt7", "none ~ tanh(decay(max(a6, a10), asinh(qhm_v)))", "Opt7 (§7.2), "
-           "use_decay=True"),
-    _final("opt8", "none ~ asinh(decay(max(a6, a10), asinh(qhm_v)))", "Opt8 (§7.2), "
-           "use_decay=True"),
-    _final("opt9", "nest ~ mul(decay(erfc(a11), g), exp(atan(qhm_s)))",
-           "Opt9 (§7.2), use_decay=True", "Nesterov step of the final code", options=_KERAS_NEST),
-    _final("opt10", "nest ~ i1e(i1e(decay(mul(a13, a2), g)))", "Opt10 (§7.2), use_decay=True",
-           "Nesterov step of the final code", options=_KERAS_NEST),
-    _final("opt10-search", "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
-           "Opt10 as found by the search (§2.9)", "search-time Nesterov: w += m + eta U"),
+    _final(
+        "opt1",
+        "none ~ add(qhm_v, softsign(clip(wd5, sub(wd5, qhm_s))))",
+        "Opt1 (§7.2)",
+        "clip bound |1e-5 w - (0.05 g² + 0.95 ŝ)| as the search graph builds it",
+    ),
+    _final(
+        "opt1-faithful",
+        "none ~ add(qhm_v, softsign(clip(wd5, add(wd5, mix(s_hat, neg(g2))))))",
+        "Opt1 (§7.2), as written",
+        "clip bound |1e-5 w - 0.05 g² + 0.95 ŝ| (the final code's parenthesisation)",
+    ),
+    _final("opt2", "none ~ add(qhm_v, softsign(div_sqrt(wd5, sub(wd5, qhm_s))))", "Opt2 (§7.2)"),
+    _final(
+        "opt3",
+        "none ~ add(qhm_v, softsign(div_sqrt(wd5, sub(wd5, qhm_lam))))",
+        "Opt3 (§7.2)",
+        "uses the search operand 0.01 g³ + 0.99 λ̂ (λ an EMA of g³); the "
+        "final code's λ̂ averages g² instead",
+    ),
+    _final(
+        "opt4",
+        f"none ~ div(qhm_v, clip(two, decay(atan(a13), exp(v_hat)))) ; lr = {_RHO}",
+        "Opt4 variant 0 (§7.2), use_decay=True",
+        "protected division q/(min(2, c) + 1e-7): finite at t = T-1 where c = 0",
+    ),
+    _final(
+        "opt4-faithful",
+        f"none ~ quot(qhm_v, clip(two, decay(atan(a13), exp(v_hat)))) ; lr = {_RHO}",
+        "Opt4 variant 0 (§7.2), use_decay=True, as written",
+        "plain division: U = ±inf at the last step t = T-1",
+    ),
+    _final(
+        "opt4-v1",
+        f"none ~ div(qhm_v, clip(two, exp(v_hat))) ; lr = {_RHO}",
+        "Opt4 variant 1 (§7.2), use_decay=True",
+    ),
+    _final(
+        "opt5",
+        f"none ~ div(qhm_v, clip(two, exp(v_hat))) ; lr = {_RHO}",
+        "Opt5 (§7.2), use_decay=True",
+    ),
+    _final(
+        "opt6",
+        f"none ~ div(qhm_v, abs(decay(deriv_tanh(a4), exp(wd4)))) ; lr = {_RHO}",
+        "Opt6 (§7.2), use_decay=True",
+    ),
+    _final("opt7", "none ~ tanh(decay(max(a6, a10), asinh(qhm_v)))", "Opt7 (§7.2), use_decay=True"),
+    _final(
+        "opt8", "none ~ asinh(decay(max(a6, a10), asinh(qhm_v)))", "Opt8 (§7.2), use_decay=True"
+    ),
+    _final(
+        "opt9",
+        "nest ~ mul(decay(erfc(a11), g), exp(atan(qhm_s)))",
+        "Opt9 (§7.2), use_decay=True",
+        "Nesterov step of the final code",
+        options=_KERAS_NEST,
+    ),
+    _final(
+        "opt10",
+        "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
+        "Opt10 (§7.2), use_decay=True",
+        "Nesterov step of the final code",
+        options=_KERAS_NEST,
+    ),
+    _final(
+        "opt10-search",
+        "nest ~ i1e(i1e(decay(mul(a13, a2), g)))",
+        "Opt10 as found by the search (§2.9)",
+        "search-time Nesterov: w += m + eta U",
+    ),
 ]
 _ENTRIES += [
     _final(f"adamclip{i}", f"none ~ {body}", f"AdamClip(variant={i}) (§7.3)", kind="adamclip")
-    for i, body in enumerate([
-        "clip(v_hat, plus_eps(sqrt_abs(s_hat)))",
-        "clip(v_hat, plog(s_hat))",
-        "clip(v_hat, sqrt_abs(plog(s_hat)))",
-        "clip(v_hat, sigmoid(plus_eps(s_hat)))",
-        "clip_norm(clip(v_hat, plus_eps(sqrt_abs(s_hat))))",
-    ])
+    for i, body in enumerate(
+        [
+            "clip(v_hat, plus_eps(sqrt_abs(s_hat)))",
+            "clip(v_hat, plog(s_hat))",
+            "clip(v_hat, sqrt_abs(plog(s_hat)))",
+            "clip(v_hat, sigmoid(plus_eps(s_hat)))",
+            "clip_norm(clip(v_hat, plus_eps(sqrt_abs(s_hat))))",
+        ]
+    )
 ]
 _ENTRIES += [
-    _final(f"lr{i}", f"none ~ g ; lr = {text}", f"EvolvedLRSchedules(type={i}) (§7.4)",
-           "the schedule on plain SGD; schedule() gives the gene alone", kind="schedule")
+    _final(
+        f"lr{i}",
+        f"none ~ g ; lr = {text}",
+        f"EvolvedLRSchedules(type={i}) (§7.4)",
+        "the schedule on plain SGD; schedule() gives the gene alone",
+        kind="schedule",
+    )
     for i, text in _LR.items()
 ]
 _ADAM = "Kingma & Ba 2015; torch.optim.Adam"
 _ENTRIES += [
-    ZooEntry("sgd", "none ~ g", "classic", "Robbins & Monro 1951; torch.optim.SGD",
-             "baseline", options=_TORCH),
-    ZooEntry("momentum", "mom ~ g", "classic", "Polyak 1964; torch.optim.SGD(momentum=0.9)",
-             "baseline", options={**_TORCH, "momentum": 0.9}),
-    ZooEntry("nesterov", "nest ~ g", "classic",
-             "Nesterov 1983, Sutskever et al. 2013; torch.optim.SGD(momentum=0.9, "
-             "nesterov=True)", "baseline",
-             options={**_TORCH, "momentum": 0.9, "nesterov": "keras"}),
-    ZooEntry("adam", "none ~ rms_div(v_hat, s_hat)", "classic", _ADAM, "baseline",
-             options=_TORCH),
-    ZooEntry("adamw", "none ~ add(rms_div(v_hat, s_hat), wd2)", "classic",
-             "Loshchilov & Hutter 2019; torch.optim.AdamW", "baseline", options=_TORCH),
-    ZooEntry("rmsprop", "none ~ rms_div(g, s_raw)", "classic",
-             "Tieleman & Hinton 2012; torch.optim.RMSprop", "baseline", {"s": 0.99},
-             options=_TORCH),
-    ZooEntry("lion", "none ~ sign(lion_c)", "classic", "Chen et al. 2023 (Lion)",
-             "baseline", {"v": 0.99}, options=_TORCH),
-    ZooEntry("powersign", "none ~ mul(exp(mul(sign_g, sign_v_hat)), g)", "classic",
-             "Bello et al. 2017 (PowerSign, alpha = e)", "baseline", options=_TORCH),
-    ZooEntry("addsign", "none ~ mul(add(one, mul(sign_g, sign_v_hat)), g)", "classic",
-             "Bello et al. 2017 (AddSign, alpha = 1)", "baseline", options=_TORCH),
+    ZooEntry(
+        "sgd",
+        "none ~ g",
+        "classic",
+        "Robbins & Monro 1951; torch.optim.SGD",
+        "baseline",
+        options=_TORCH,
+    ),
+    ZooEntry(
+        "momentum",
+        "mom ~ g",
+        "classic",
+        "Polyak 1964; torch.optim.SGD(momentum=0.9)",
+        "baseline",
+        options={**_TORCH, "momentum": 0.9},
+    ),
+    ZooEntry(
+        "nesterov",
+        "nest ~ g",
+        "classic",
+        "Nesterov 1983, Sutskever et al. 2013; torch.optim.SGD(momentum=0.9, nesterov=True)",
+        "baseline",
+        options={**_TORCH, "momentum": 0.9, "nesterov": "keras"},
+    ),
+    ZooEntry("adam", "none ~ rms_div(v_hat, s_hat)", "classic", _ADAM, "baseline", options=_TORCH),
+    ZooEntry(
+        "adamw",
+        "none ~ add(rms_div(v_hat, s_hat), wd2)",
+        "classic",
+        "Loshchilov & Hutter 2019; torch.optim.AdamW",
+        "baseline",
+        options=_TORCH,
+    ),
+    ZooEntry(
+        "rmsprop",
+        "none ~ rms_div(g, s_raw)",
+        "classic",
+        "Tieleman & Hinton 2012; torch.optim.RMSprop",
+        "baseline",
+        {"s": 0.99},
+        options=_TORCH,
+    ),
+    ZooEntry(
+        "lion",
+        "none ~ sign(lion_c)",
+        "classic",
+        "Chen et al. 2023 (Lion)",
+        "baseline",
+        {"v": 0.99},
+        options=_TORCH,
+    ),
+    ZooEntry(
+        "powersign",
+        "none ~ mul(exp(mul(sign_g, sign_v_hat)), g)",
+        "classic",
+        "Bello et al. 2017 (PowerSign, alpha = e)",
+        "baseline",
+        options=_TORCH,
+    ),
+    ZooEntry(
+        "addsign",
+        "none ~ mul(add(one, mul(sign_g, sign_v_hat)), g)",
+        "classic",
+        "Bello et al. 2017 (AddSign, alpha = 1)",
+        "baseline",
+        options=_TORCH,
+    ),
 ]
 
 #: Name -> entry, in listing order.
@@ -230,8 +329,7 @@ def get(name: str) -> ZooCandidate:
     e = entry(name)
     grammar = _grammar(e.grammar, tuple(sorted(e.moments.items())))
     c = parse_canonical(e.text, grammar)
-    return ZooCandidate(c.update, c.momentum, c.grammar, c.lr, name=e.name,
-                        options=dict(e.options))
+    return ZooCandidate(c.update, c.momentum, c.grammar, c.lr, name=e.name, options=dict(e.options))
 
 
 def schedule(name: str) -> str:
@@ -248,5 +346,4 @@ def state_buffers(candidate: Candidate) -> int:
 
     c = compile_phenotype(candidate.phenotype)
     stateful = sum(1 for _, kind in c.slots if kind in ("ema", "delta", "max"))
-    return len(candidate.phenotype.betas) + stateful + \
-        (candidate.momentum.value != "none")
+    return len(candidate.phenotype.betas) + stateful + (candidate.momentum.value != "none")
