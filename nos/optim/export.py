@@ -92,7 +92,7 @@ def _docstring(candidate: Candidate, cls: str) -> str:
     from nos.symbolic.keys import canonical_key
 
     ph = candidate.phenotype
-    g = candidate.grammar
+    grammar = candidate.grammar
     momentum = {
         "none": "none: w <- w + sigma eta_t U",
         "mom": "mom: m <- mu_t m + sigma eta_t U; w <- w + m",
@@ -117,7 +117,8 @@ def _docstring(candidate: Candidate, cls: str) -> str:
         "(momentum='cyclic'), or a constant.",
         "",
         f"Candidate: {candidate.text}",
-        f"Grammar: {g.name} (sha256 {g.digest}); canonical key: {canonical_key(candidate)}",
+        f"Grammar: {grammar.name} (sha256 {grammar.digest}); "
+        f"canonical key: {canonical_key(candidate)}",
     ]
     out = []
     for line in lines:

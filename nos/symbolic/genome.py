@@ -102,16 +102,16 @@ class Candidate:
         return tree_depth(self.update)
 
     def within_limits(self) -> bool:
-        g = self.grammar
-        if len(self.update) > g.max_nodes or tree_depth(self.update) > g.max_depth:
+        grammar = self.grammar
+        if len(self.update) > grammar.max_nodes or tree_depth(self.update) > grammar.max_depth:
             return False
         if any(
-            schedule_depth(self.update, i) > g.decay_depth
+            schedule_depth(self.update, i) > grammar.decay_depth
             for i, node in enumerate(self.update)
             if node.name == "decay"
         ):
             return False
-        return self.lr is None or tree_depth(self.lr) <= g.lr_max_depth + 1
+        return self.lr is None or tree_depth(self.lr) <= grammar.lr_max_depth + 1
 
     def replace(self, **changes) -> Candidate:
         fields = {

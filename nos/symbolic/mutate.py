@@ -149,37 +149,37 @@ Result = tuple[Candidate, str, str] | None
 
 
 def _insert_unary(parent: Candidate, rnd: random.Random, why: str = "") -> Result:
-    g = parent.grammar
+    grammar = parent.grammar
     nodes = list(parent.update)
-    op = weighted_pick(rnd, g.unary)
+    op = weighted_pick(rnd, grammar.unary)
     if op is None:
         return None
     positions = [i for i, n in enumerate(nodes) if n.ret is Tensor]
     pos = rnd.choice(positions)
     target = _text(nodes[_subtree(nodes, pos)])
-    new = [*nodes[:pos], g.pset.mapping[op], *nodes[pos:]]
+    new = [*nodes[:pos], grammar.pset.mapping[op], *nodes[pos:]]
     return _child(parent, new), "op", f"insert {op} above {target}{why}"
 
 
 def _mutate_op(parent: Candidate, rnd: random.Random, index: int) -> Result:
-    g = parent.grammar
+    grammar = parent.grammar
     nodes = list(parent.update)
-    if rnd.random() < float(g.sampling.get("op_insert", 0.1)):
+    if rnd.random() < float(grammar.sampling.get("op_insert", 0.1)):
         return _insert_unary(parent, rnd)
     node = nodes[index]
     if node.arity == 1:
-        if rnd.random() < float(g.sampling.get("identity", 0.2)):
+        if rnd.random() < float(grammar.sampling.get("identity", 0.2)):
             return (
                 _child(parent, nodes[:index] + nodes[index + 1 :]),
                 "op",
                 f"{node.name} -> identity (removed)",
             )
-        new = weighted_pick(rnd, g.unary, exclude=[node.name])
+        new = weighted_pick(rnd, grammar.unary, exclude=[node.name])
     else:
-        new = weighted_pick(rnd, g.binary, exclude=[node.name])
+        new = weighted_pick(rnd, grammar.binary, exclude=[node.name])
     if new is None:
         return None
-    nodes[index] = g.pset.mapping[new]
+    nodes[index] = grammar.pset.mapping[new]
     return _child(parent, nodes), "op", f"{node.name} -> {new}"
 
 
@@ -187,13 +187,13 @@ def _source(
     parent: Candidate, rnd: random.Random, index: int, exclude: Sequence[str]
 ) -> tuple[Nodes, str]:
     """A new input for the node at ``index``: an operand or a copy of another op subtree."""
-    g = parent.grammar
+    grammar = parent.grammar
     nodes = list(parent.update)
     blocked = _ancestors_or_self(nodes, index)
     hidden = [j for j, n in enumerate(nodes) if _is_op(n) and j not in blocked]
-    n_operands = len(g.operands)
+    n_operands = len(grammar.operands)
     if not hidden or rnd.random() < n_operands / (n_operands + len(hidden)):
-        operand = _operand(g, rnd, exclude)
+        operand = _operand(grammar, rnd, exclude)
         return [operand], operand.name
     j = rnd.choice(hidden)
     copy = nodes[_subtree(nodes, j)]
@@ -218,37 +218,37 @@ def _mutate_connection(parent: Candidate, rnd: random.Random, index: int) -> Res
 
 
 def _mutate_arity(parent: Candidate, rnd: random.Random, index: int) -> Result:
-    g = parent.grammar
+    grammar = parent.grammar
     nodes = list(parent.update)
     node = nodes[index]
     starts = _arg_starts(nodes, index)
     args = [nodes[_subtree(nodes, s)] for s in starts]
     end = _subtree(nodes, index).stop
     if node.arity == 1:
-        op = weighted_pick(rnd, g.binary)
+        op = weighted_pick(rnd, grammar.binary)
         if op is None:
             return None
-        operand = _operand(g, rnd)
+        operand = _operand(grammar, rnd)
         first = rnd.random() < 0.5
         new_args = [*args[0], operand] if first else [operand, *args[0]]
         detail = f"{node.name} -> {op}, old input {'1st' if first else '2nd'}, new {operand.name}"
     else:
-        op = weighted_pick(rnd, g.unary)
+        op = weighted_pick(rnd, grammar.unary)
         if op is None:
             return None
         keep = rnd.randrange(2)
         new_args = args[keep]
         detail = f"{node.name} -> {op}, keeping argument {keep + 1}"
-    new = [*nodes[:index], g.pset.mapping[op], *new_args, *nodes[end:]]
+    new = [*nodes[:index], grammar.pset.mapping[op], *new_args, *nodes[end:]]
     return _child(parent, new), "arity", detail
 
 
 def _mutate_momentum(parent: Candidate, rnd: random.Random) -> Result:
-    g = parent.grammar
-    modes = [m for m in g.momentum if m != parent.momentum.value]
+    grammar = parent.grammar
+    modes = [m for m in grammar.momentum if m != parent.momentum.value]
     if not modes:
         return None
-    mode = rnd.choices(modes, weights=[g.momentum[m] for m in modes])[0]
+    mode = rnd.choices(modes, weights=[grammar.momentum[m] for m in modes])[0]
     return (
         parent.replace(momentum=Momentum(mode)),
         "momentum",
@@ -265,22 +265,22 @@ def _decay_edges(nodes: Nodes, index: int) -> list[int]:
 
 
 def _mutate_decay(parent: Candidate, rnd: random.Random, index: int) -> Result:
-    g = parent.grammar
-    if g.decay is None:
+    grammar = parent.grammar
+    if grammar.decay is None:
         return None
     nodes = list(parent.update)
     edge = rnd.choice(_decay_edges(nodes, index))
     where = f"on argument of {nodes[index].name}" if edge != 0 else "on the whole update"
     if nodes[edge].name != "decay":
-        schedule = random_schedule(g, rnd)
-        new = [*nodes[:edge], g.pset.mapping["decay"], *schedule, *nodes[edge:]]
+        schedule = random_schedule(grammar, rnd)
+        new = [*nodes[:edge], grammar.pset.mapping["decay"], *schedule, *nodes[edge:]]
         return _child(parent, new), "decay", f"add {_text(schedule)} {where}"
     sched = _subtree(nodes, edge + 1)
     old = nodes[sched]
     if rnd.random() < 0.5:
         new = [*nodes[:edge], *nodes[sched.stop :]]
         return _child(parent, new), "decay", f"remove {_text(old)} {where}"
-    mutated = mutate_schedule(old, g, rnd, g.decay_depth)
+    mutated = mutate_schedule(old, grammar, rnd, grammar.decay_depth)
     if mutated is None:
         return None
     schedule, how = mutated
@@ -289,21 +289,21 @@ def _mutate_decay(parent: Candidate, rnd: random.Random, index: int) -> Result:
 
 
 def _mutate_lr(parent: Candidate, rnd: random.Random) -> Result:
-    g = parent.grammar
-    if not g.lr_enabled:
+    grammar = parent.grammar
+    if not grammar.lr_enabled:
         return None
     if parent.lr is None:
-        lr = random_schedule(g, rnd, g.lr_max_depth, shape="grow")
+        lr = random_schedule(grammar, rnd, grammar.lr_max_depth, shape="grow")
         return (parent.replace(lr=gp.PrimitiveTree(lr)), "lr_schedule", f"add lr = {_text(lr)}")
     old = list(parent.lr)
     r = rnd.random()
     if r < 0.25:
         return parent.replace(lr=None), "lr_schedule", f"remove lr = {_text(old)}"
     if r < 0.5:
-        lr = random_schedule(g, rnd, g.lr_max_depth, shape="grow")
+        lr = random_schedule(grammar, rnd, grammar.lr_max_depth, shape="grow")
         how = "replaced"
     else:
-        mutated = mutate_schedule(old, g, rnd, g.lr_max_depth)
+        mutated = mutate_schedule(old, grammar, rnd, grammar.lr_max_depth)
         if mutated is None:
             return None
         lr, how = mutated
@@ -319,37 +319,40 @@ def _mutate_lr(parent: Candidate, rnd: random.Random) -> Result:
 
 def _schedule_source(grammar: Grammar, rnd: random.Random, exclude: Sequence[str] = ()) -> Nodes:
     """A base, or (like rewiring to the latent hidden decay node) a fresh one-op schedule."""
-    g = grammar
-    m = g.pset.mapping
-    bases = g.decay_bases
-    if rnd.random() < len(bases) / (len(bases) + 1) or not (g.decay_unary or g.decay_binary):
+    m = grammar.pset.mapping
+    bases = grammar.decay_bases
+    if rnd.random() < len(bases) / (len(bases) + 1) or not (
+        grammar.decay_unary or grammar.decay_binary
+    ):
         name = weighted_pick(rnd, bases, exclude) or weighted_pick(rnd, bases)
         return [m[name]]
     # the reference's hidden decay node: unary over a base (0.8) or binary over two
-    if g.decay_unary and (not g.decay_binary or rnd.random() < 0.8):
-        return [m[SCHED_PREFIX + weighted_pick(rnd, g.decay_unary)], m[weighted_pick(rnd, bases)]]
+    if grammar.decay_unary and (not grammar.decay_binary or rnd.random() < 0.8):
+        return [
+            m[SCHED_PREFIX + weighted_pick(rnd, grammar.decay_unary)],
+            m[weighted_pick(rnd, bases)],
+        ]
     b0 = weighted_pick(rnd, bases)
     b1 = weighted_pick(rnd, bases, [b0]) or b0
-    return [m[SCHED_PREFIX + weighted_pick(rnd, g.decay_binary)], m[b0], m[b1]]
+    return [m[SCHED_PREFIX + weighted_pick(rnd, grammar.decay_binary)], m[b0], m[b1]]
 
 
 def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[Nodes, str]:
     """One draw of the in-place schedule mutation table of spec §4.4."""
-    g = grammar
-    m = g.pset.mapping
+    m = grammar.pset.mapping
     op_positions = [j for j, n in enumerate(nodes) if isinstance(n, gp.Primitive)]
     r = rnd.random()
     if not op_positions:
         # a lone base is a vanished identity root
         base = nodes[0]
-        if r >= 0.4 and g.decay_unary:
-            op = weighted_pick(rnd, g.decay_unary)
+        if r >= 0.4 and grammar.decay_unary:
+            op = weighted_pick(rnd, grammar.decay_unary)
             return [m[SCHED_PREFIX + op], base], f"identity -> {op}"
-        if r >= 0.15 or not g.decay_binary:
-            other = weighted_pick(rnd, g.decay_bases, [base.name]) or base.name
+        if r >= 0.15 or not grammar.decay_binary:
+            other = weighted_pick(rnd, grammar.decay_bases, [base.name]) or base.name
             return [m[other]], "new input"
-        op = weighted_pick(rnd, g.decay_binary)
-        other = m[weighted_pick(rnd, g.decay_bases, [base.name]) or base.name]
+        op = weighted_pick(rnd, grammar.decay_binary)
+        other = m[weighted_pick(rnd, grammar.decay_bases, [base.name]) or base.name]
         args = [base, other] if rnd.random() < 0.5 else [other, base]
         return [m[SCHED_PREFIX + op], *args], f"identity -> {op}"
     j = rnd.choice(op_positions)
@@ -360,12 +363,12 @@ def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[
     end = _subtree(nodes, j).stop
     if r >= 0.4:  # change the op
         if node.arity == 1:
-            p_id = float(g.sampling.get("decay_identity", 1 / (len(g.decay_unary) + 1)))
+            p_id = float(grammar.sampling.get("decay_identity", 1 / (len(grammar.decay_unary) + 1)))
             if rnd.random() < p_id:
                 return nodes[:j] + nodes[j + 1 :], f"{name} -> identity"
-            new = weighted_pick(rnd, g.decay_unary, [name])
+            new = weighted_pick(rnd, grammar.decay_unary, [name])
         else:
-            new = weighted_pick(rnd, g.decay_binary, [name])
+            new = weighted_pick(rnd, grammar.decay_binary, [name])
         if new is None:
             return nodes, "unchanged"
         return [*nodes[:j], m[SCHED_PREFIX + new], *nodes[j + 1 :]], f"{name} -> {new}"
@@ -374,20 +377,20 @@ def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[
             return [*nodes[: j + 1], *args[1], *args[0], *nodes[end:]], f"swap in {name}"
         k = 0 if node.arity == 1 else rnd.randrange(2)
         read = [a[0].name for a in args if isinstance(a[0], gp.Terminal)]
-        args[k] = _schedule_source(g, rnd, read)
+        args[k] = _schedule_source(grammar, rnd, read)
         return (
             [*nodes[: j + 1], *(n for a in args for n in a), *nodes[end:]],
             f"new input {k + 1} of {name}",
         )
     # switch arity
     if node.arity == 1:
-        op = weighted_pick(rnd, g.decay_binary)
+        op = weighted_pick(rnd, grammar.decay_binary)
         if op is None:
             return nodes, "unchanged"
-        other = m[weighted_pick(rnd, g.decay_bases)]
+        other = m[weighted_pick(rnd, grammar.decay_bases)]
         new_args = [*args[0], other] if rnd.random() < 0.5 else [other, *args[0]]
     else:
-        op = weighted_pick(rnd, g.decay_unary)
+        op = weighted_pick(rnd, grammar.decay_unary)
         if op is None:
             return nodes, "unchanged"
         new_args = args[rnd.randrange(2)]
@@ -454,8 +457,8 @@ def mutate_candidate(
     Raises:
       MutationError: when no kind can produce a new candidate within the limits.
     """
-    g = parent.grammar
-    probs = g.mutation if kinds is None else kinds
+    grammar = parent.grammar
+    probs = grammar.mutation if kinds is None else kinds
     unknown = set(probs) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown mutation kind(s): {', '.join(sorted(unknown))}")
@@ -473,5 +476,5 @@ def mutate_candidate(
         del left[kind]
     raise MutationError(
         f"no mutation of {parent.text!r} gives a new candidate within the "
-        f"limits of grammar {g.name}"
+        f"limits of grammar {grammar.name}"
     )

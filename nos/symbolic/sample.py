@@ -183,34 +183,33 @@ def _decay_unary_or_identity(grammar: Grammar, rnd: random.Random) -> str | None
 
 def _reference_schedule(grammar: Grammar, rnd: random.Random) -> list[Node]:
     """One draw of the reference's 2-node DecaySchedule (spec §2.6), flattened."""
-    g = grammar
-    bases = g.decay_bases
-    hidden_unary = _param(g, "decay_hidden_unary", 0.8)
-    root_unary = _param(g, "decay_root_unary", 0.8)
-    root_hidden = _param(g, "decay_root_hidden", 0.2)
+    bases = grammar.decay_bases
+    hidden_unary = _param(grammar, "decay_hidden_unary", 0.8)
+    root_unary = _param(grammar, "decay_root_unary", 0.8)
+    root_hidden = _param(grammar, "decay_root_hidden", 0.2)
 
     def base() -> list[Node]:
-        return [_base(g, weighted_pick(rnd, bases))]
+        return [_base(grammar, weighted_pick(rnd, bases))]
 
     def unary(op: str | None, arg: list[Node]) -> list[Node]:
-        return arg if op is None else [_sched(g, op), *arg]
+        return arg if op is None else [_sched(grammar, op), *arg]
 
     def binary(arg0: list[Node], arg1: list[Node]) -> list[Node]:
-        return [_sched(g, weighted_pick(rnd, g.decay_binary)), *arg0, *arg1]
+        return [_sched(grammar, weighted_pick(rnd, grammar.decay_binary)), *arg0, *arg1]
 
     # The hidden decay node; it only shows up if the root reads it.
-    if not g.decay_binary or len(bases) < 2 or rnd.random() < hidden_unary:
-        hidden = unary(_decay_unary_or_identity(g, rnd), base())
+    if not grammar.decay_binary or len(bases) < 2 or rnd.random() < hidden_unary:
+        hidden = unary(_decay_unary_or_identity(grammar, rnd), base())
     else:
         b0 = weighted_pick(rnd, bases)
         b1 = weighted_pick(rnd, bases, exclude=[b0])
-        hidden = binary([_base(g, b0)], [_base(g, b1)])
+        hidden = binary([_base(grammar, b0)], [_base(grammar, b1)])
 
     # "uniform over the bases and the hidden node": the hidden node counts as one more base
     p_hidden_slot = 1 / (len(bases) + 1)
-    if not g.decay_binary or rnd.random() < root_unary:
+    if not grammar.decay_binary or rnd.random() < root_unary:
         arg = hidden if rnd.random() < root_hidden or rnd.random() < p_hidden_slot else base()
-        return unary(_decay_unary_or_identity(g, rnd), arg)
+        return unary(_decay_unary_or_identity(grammar, rnd), arg)
     if rnd.random() < root_hidden:
         other = base()
         return binary(hidden, other) if rnd.random() < 0.5 else binary(other, hidden)
@@ -218,21 +217,20 @@ def _reference_schedule(grammar: Grammar, rnd: random.Random) -> list[Node]:
         return binary(hidden, base())
     b0 = weighted_pick(rnd, bases)
     b1 = weighted_pick(rnd, bases, exclude=[b0]) or b0
-    return binary([_base(g, b0)], [_base(g, b1)])
+    return binary([_base(grammar, b0)], [_base(grammar, b1)])
 
 
 def _grow_schedule(grammar: Grammar, rnd: random.Random, max_ops: int) -> list[Node]:
     """A weighted grow schedule with at most ``max_ops`` ops on any path."""
-    g = grammar
-    p_term = _param(g, "schedule_terminal_prob", 0.4)
-    table = {**g.decay_unary, **g.decay_binary}
+    p_term = _param(grammar, "schedule_terminal_prob", 0.4)
+    table = {**grammar.decay_unary, **grammar.decay_binary}
     out: list[Node] = []
 
     def grow(budget: int) -> None:
         if budget <= 0 or not table or rnd.random() < p_term:
-            out.append(_base(g, weighted_pick(rnd, g.decay_bases)))
+            out.append(_base(grammar, weighted_pick(rnd, grammar.decay_bases)))
             return
-        op = _sched(g, weighted_pick(rnd, table))
+        op = _sched(grammar, weighted_pick(rnd, table))
         out.append(op)
         for _ in range(op.arity):
             grow(budget - 1)
@@ -307,18 +305,17 @@ class _TooLarge(Exception):
 
 def _sample_dag(grammar: Grammar, rnd: random.Random) -> list[_DagNode]:
     """Hidden nodes 0..H-1 and the root (last), with the reference's probabilities."""
-    g = grammar
-    p = {k: _param(g, k, v) for k, v in _DAG_DEFAULTS.items()}
+    p = {k: _param(grammar, k, v) for k, v in _DAG_DEFAULTS.items()}
     n_hidden = int(p["hidden_nodes"])
-    has_decay = g.decay is not None
+    has_decay = grammar.decay is not None
 
     def operand(exclude: Sequence[str] = ()) -> str:
-        return weighted_pick(rnd, g.operands, exclude) or weighted_pick(rnd, g.operands)
+        return weighted_pick(rnd, grammar.operands, exclude) or weighted_pick(rnd, grammar.operands)
 
     def unary_op() -> str | None:
         if rnd.random() < p["identity"]:
             return None
-        return weighted_pick(rnd, g.unary)
+        return weighted_pick(rnd, grammar.unary)
 
     def other_hidden(exclude: Sequence[int]) -> int | None:
         choices = [h for h in range(n_hidden) if h not in exclude]
@@ -326,8 +323,8 @@ def _sample_dag(grammar: Grammar, rnd: random.Random) -> list[_DagNode]:
 
     nodes: list[_DagNode] = []
     for i in range(n_hidden):
-        binary = bool(g.binary) and not (g.unary and rnd.random() < p["hidden_unary"])
-        op = weighted_pick(rnd, g.binary) if binary else unary_op()
+        binary = bool(grammar.binary) and not (grammar.unary and rnd.random() < p["hidden_unary"])
+        op = weighted_pick(rnd, grammar.binary) if binary else unary_op()
         first: str | int | None = None
         if rnd.random() < p["hidden_input"]:
             first = other_hidden([i])
@@ -346,13 +343,13 @@ def _sample_dag(grammar: Grammar, rnd: random.Random) -> list[_DagNode]:
         decayed = [has_decay and rnd.random() < p["decay_edge"] for _ in inputs]
         nodes.append(_DagNode(op, inputs, decayed))
 
-    root_binary = bool(g.binary) and not (g.unary and rnd.random() < p["root_unary"])
+    root_binary = bool(grammar.binary) and not (grammar.unary and rnd.random() < p["root_unary"])
     if not root_binary:
         op = unary_op()
         inputs = [rnd.randrange(n_hidden) if n_hidden else operand()]
         decayed = [has_decay and rnd.random() < p["decay_unary_root"]]
     else:
-        op = weighted_pick(rnd, g.binary)
+        op = weighted_pick(rnd, grammar.binary)
         first = (
             operand()
             if not n_hidden or rnd.random() >= p["hidden_input"]
@@ -374,10 +371,9 @@ def _sample_dag(grammar: Grammar, rnd: random.Random) -> list[_DagNode]:
 
 def _flatten_dag(dag: list[_DagNode], grammar: Grammar, rnd: random.Random) -> list[Node] | None:
     """Prefix node list of the root's active sub-graph; ``None`` if it has a cycle."""
-    g = grammar
     out: list[Node] = []
     on_path: set[int] = set()
-    decay = _tensor(g, "decay") if g.decay is not None else None
+    decay = _tensor(grammar, "decay") if grammar.decay is not None else None
 
     def emit(index: int) -> bool:
         if index in on_path:
@@ -385,19 +381,19 @@ def _flatten_dag(dag: list[_DagNode], grammar: Grammar, rnd: random.Random) -> l
         on_path.add(index)
         node = dag[index]
         if node.op is not None:
-            out.append(_tensor(g, node.op))
+            out.append(_tensor(grammar, node.op))
         for k, source in enumerate(node.inputs):
             if node.decayed[k]:
                 # one schedule per edge, shared by every copy of the node
                 if k not in node.schedules:
-                    node.schedules[k] = random_schedule(g, rnd)
+                    node.schedules[k] = random_schedule(grammar, rnd)
                 out.append(decay)
                 out.extend(node.schedules[k])
             if isinstance(source, str):
-                out.append(_tensor(g, source))
+                out.append(_tensor(grammar, source))
             elif not emit(source):
                 return False
-            if len(out) > g.max_nodes:
+            if len(out) > grammar.max_nodes:
                 raise _TooLarge
         on_path.discard(index)
         return True
@@ -412,25 +408,24 @@ def _flatten_dag(dag: list[_DagNode], grammar: Grammar, rnd: random.Random) -> l
 
 
 def _grow_update(grammar: Grammar, rnd: random.Random) -> list[Node]:
-    g = grammar
-    min_depth = int(_param(g, "min_depth", 2))
-    max_depth = int(_param(g, "max_depth", min(4, g.max_depth)))
-    p_term = _param(g, "terminal_prob", 0.3)
-    p_decay = _param(g, "decay_prob", 0.1) if g.decay is not None else 0.0
-    table = {**g.unary, **g.binary}
-    decay = _tensor(g, "decay") if g.decay is not None else None
+    min_depth = int(_param(grammar, "min_depth", 2))
+    max_depth = int(_param(grammar, "max_depth", min(4, grammar.max_depth)))
+    p_term = _param(grammar, "terminal_prob", 0.3)
+    p_decay = _param(grammar, "decay_prob", 0.1) if grammar.decay is not None else 0.0
+    table = {**grammar.unary, **grammar.binary}
+    decay = _tensor(grammar, "decay") if grammar.decay is not None else None
     out: list[Node] = []
 
     def grow(depth: int) -> None:
         if not table or depth >= max_depth or (depth >= min_depth and rnd.random() < p_term):
-            out.append(_tensor(g, weighted_pick(rnd, g.operands)))
+            out.append(_tensor(grammar, weighted_pick(rnd, grammar.operands)))
             return
-        op = _tensor(g, weighted_pick(rnd, table))
+        op = _tensor(grammar, weighted_pick(rnd, table))
         out.append(op)
         for _ in range(op.arity):
             if p_decay and rnd.random() < p_decay:
                 out.append(decay)
-                out.extend(random_schedule(g, rnd))
+                out.extend(random_schedule(grammar, rnd))
             grow(depth + 1)
 
     grow(1)

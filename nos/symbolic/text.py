@@ -58,7 +58,7 @@ class _Reader:
     def __init__(self, text: str, grammar: Grammar):
         self.toks = list(_tokens(text))
         self.i = 0
-        self.g = grammar
+        self.grammar = grammar
         self.end = len(text)
         self.depth = 0
 
@@ -105,21 +105,21 @@ class _Reader:
         return self.atom(typ)
 
     def _infix(self, tok: tuple[str, str, int], typ: type) -> list:
-        table = self.g.binary if typ is Tensor else self.g.decay_binary
+        table = self.grammar.binary if typ is Tensor else self.grammar.decay_binary
         for name, entry in table.items():
             if entry.infix == tok[1]:
                 return [self._prim(name, typ, tok[2], 2)]
         raise CandidateError(
-            f"operator {tok[1]!r} has no op in grammar {self.g.name}", position=tok[2]
+            f"operator {tok[1]!r} has no op in grammar {self.grammar.name}", position=tok[2]
         )
 
     def _prim(self, name: str, typ: type, pos: int, arity: int | None = None) -> gp.Primitive:
         internal = name if typ is Tensor or name == "decay" else SCHED_PREFIX + name
-        node = self.g.pset.mapping.get(internal)
+        node = self.grammar.pset.mapping.get(internal)
         if node is None or not isinstance(node, gp.Primitive) or node.ret is not typ:
             kind = "tensor" if typ is Tensor else "schedule"
             raise CandidateError(
-                f"unknown {kind} op {name!r} in grammar {self.g.name}", position=pos
+                f"unknown {kind} op {name!r} in grammar {self.grammar.name}", position=pos
             )
         if arity is not None and node.arity != arity:
             raise CandidateError(f"op {name!r} takes {node.arity} argument(s)", position=pos)
@@ -135,11 +135,11 @@ class _Reader:
             return inner
         if kind == "num":
             name = _NUMERIC_OPERANDS.get(value.rstrip("0").rstrip(".") if "." in value else value)
-            if typ is not Tensor or name is None or name not in self.g.operands:
+            if typ is not Tensor or name is None or name not in self.grammar.operands:
                 raise CandidateError(
-                    f"number {value} is not an operand of grammar {self.g.name}", position=pos
+                    f"number {value} is not an operand of grammar {self.grammar.name}", position=pos
                 )
-            return [self.g.pset.mapping[name]]
+            return [self.grammar.pset.mapping[name]]
         if kind != "name":
             raise CandidateError(f"unexpected {value!r}", position=pos)
         nxt = self.peek()
@@ -155,11 +155,11 @@ class _Reader:
             self.depth -= 1
             self.take(")")
             return out
-        node = self.g.pset.mapping.get(value)
+        node = self.grammar.pset.mapping.get(value)
         if not isinstance(node, gp.Terminal) or node.ret is not typ:
             kind_name = "operand" if typ is Tensor else "decay base"
             raise CandidateError(
-                f"unknown {kind_name} {value!r} in grammar {self.g.name}", position=pos
+                f"unknown {kind_name} {value!r} in grammar {self.grammar.name}", position=pos
             )
         return [node]
 
