@@ -58,15 +58,17 @@ def test_an_explicit_preset_wins_over_the_tasks():
 
 
 def test_unknown_task_and_preset_name_the_known_ones():
-    with pytest.raises(NosError, match="unknown task 'imagenet'.*digits"):
+    with pytest.raises(NosError, match=r"unknown task 'imagenet'.*digits"):
         get_task("imagenet")
-    with pytest.raises(NosError, match="unknown preset 'fastest'.*quick"):
+    with pytest.raises(NosError, match=r"unknown preset 'fastest'.*quick"):
         get_preset("fastest")
 
 
 def test_register_rejects_incomplete_or_inconsistent_tasks():
-    stub = {"data": "nos.training.data.embedded:load_digits",
-            "model": "nos.training.models:DigitsMLP"}
+    stub = {
+        "data": "nos.training.data.embedded:load_digits",
+        "model": "nos.training.models:DigitsMLP",
+    }
     only_init = {"init": Preset("x-init", "x")}
     with pytest.raises(ValueError, match="no preset for stage"):
         register(TaskInfo("x", "x", presets=only_init, **stub))
