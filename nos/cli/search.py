@@ -103,6 +103,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--seed", type=int, help="random seed of the search (default 0)")
     a("--name", help="run name (default: time, grammar, task and seed)")
     a("--resume", metavar="NAME", help="resume an interrupted run with its own settings")
+    a(
+        "--force",
+        action="store_true",
+        help="resume even though nos, torch or the grammar changed since the run began",
+    )
     a("--root", default="search_runs", help="folder of the runs (default search_runs)")
     a(
         "--no-dedup",
@@ -231,7 +236,7 @@ def _run_search(args: argparse.Namespace) -> int:
         if given or args.name:
             drop = ", ".join(given) or "--name"
             raise NosError(f"--resume keeps the run's own settings; drop {drop}")
-        store, config, execution = open_run(args.resume, args.root)
+        store, config, execution = open_run(args.resume, args.root, force=args.force)
         if store.finished():
             store.close()
             print(f"run {args.resume} has already ended; see: nos show {args.resume}")

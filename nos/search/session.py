@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -33,7 +34,16 @@ from nos.search.store import DEFAULT_ROOT, RunStore
 from nos.symbolic.grammar import load_grammar
 from nos.training.spec import EvalSpec
 
-__all__ = ["FAKE_TASK", "Execution", "create_run", "default_name", "execute", "open_run"]
+__all__ = [
+    "FAKE_TASK",
+    "Execution",
+    "changes_since_creation",
+    "create_run",
+    "default_name",
+    "execute",
+    "open_run",
+    "source_digest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,16 @@ class Execution:
         return self.workers or os.cpu_count() or 1
 
 
+def source_digest() -> str:
+    """A hash of nos's own source files: the code a run's decisions depend on."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
@@ -64,6 +84,31 @@ def _versions() -> dict[str, str]:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "absent"
+    out["nos_source"] = source_digest()
+    return out
+
+
+#: What a resumed run compares with its creation: (section, key, what it is called).
+_GUARDED = (
+    ("versions", "nos", "nos version"),
+    ("versions", "nos_source", "nos source"),
+    ("versions", "torch", "torch version"),
+    ("grammar", "digest", "grammar"),
+)
+
+
+def changes_since_creation(config: dict[str, Any], grammar_digest: str) -> list[str]:
+    """What differs between the code and grammar a run was created with and today's.
+
+    Fields an older run did not record are not compared.
+    """
+    now = {"versions": _versions(), "grammar": {"digest": grammar_digest}}
+    out = []
+    for section, key, label in _GUARDED:
+        then = config.get(section, {}).get(key)
+        today = now[section].get(key)
+        if then is not None and then != today:
+            out.append(f"{label} {then} -> {today}")
     return out
 
 
@@ -85,22 +130,35 @@ def create_run(
         "search": config.to_dict(),
         "execution": asdict(execution),
         "versions": _versions(),
-        "grammar": {"name": grammar.name, "path": grammar.path},
+        "grammar": {"name": grammar.name, "path": grammar.path, "digest": grammar.digest},
     }
     return RunStore.create(name or default_name(config), full, grammar.text, root)
 
 
 def open_run(
-    name: str, root: str | Path = DEFAULT_ROOT
+    name: str, root: str | Path = DEFAULT_ROOT, *, force: bool = False
 ) -> tuple[RunStore, SearchConfig, Execution]:
-    """Reopen a run to resume it: its store, search settings and last execution settings."""
+    """Reopen a run to resume it: its store, search settings and last execution settings.
+
+    A run resumed with other code (nos version or source, torch version) or another
+    grammar could make other decisions than the ones on record; that is refused unless
+    ``force``.
+    """
     store = RunStore.resume(name, root)
     try:
         config = SearchConfig.from_dict(store.config["search"])
         execution = Execution(**store.config.get("execution", {}))
+        grammar = load_grammar(store.path / "grammar.toml")
     except (NosError, TypeError) as exc:
         store.close()
         raise NosError(f"{store.path / 'config.toml'}: {exc}") from None
+    changed = changes_since_creation(store.config, grammar.digest)
+    if changed and not force:
+        store.close()
+        raise NosError(
+            f"run {store.path.name} was created with other code or grammar ({'; '.join(changed)}); "
+            "its record may not replay: resume anyway with --force"
+        )
     return store, config, execution
 
 
