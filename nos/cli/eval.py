@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action="store_true", help="negate candidate updates")
     p.add_argument("--data-dir", default=None, help="data directory (default $NOS_DATA)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per evaluation")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -178,6 +178,7 @@ def _plot(path: Path, curves: dict[str, list[Any]], title: str) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from nos.training.device import resolve_device
     from nos.training.protocol import evaluate_factory
     from nos.training.tasks import worker_init
 
@@ -191,6 +192,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     else:
         preset = get_preset("quick")
     task = get_task(args.task or preset.task).name
+    device = str(resolve_device(args.device))
     if args.timeout is not None and not args.timeout > 0:
         raise NosError("--timeout must be positive")
     overrides = _overrides(args.overrides)
@@ -224,7 +226,7 @@ def _run_eval(args: argparse.Namespace) -> int:
                         seed,
                         timeout_s=args.timeout,
                         data_dir=args.data_dir,
-                        device=args.device,
+                        device=device,
                         overrides=overrides,
                     )
                 )

@@ -138,6 +138,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--timeout", type=_positive_float, help="seconds per evaluation (900)")
     a("--top", type=positive_int, default=5, help="hall-of-fame rows to print (5)")
     a("--data-dir", help="folder of the on-disk data sets (cifar10, flowers102)")
+    a("--device", help="where evaluations train: cpu (default), cuda, cuda:N or auto")
     a("--no-progress", action="store_true", help="no progress bar")
     a("--fake", help=argparse.SUPPRESS)  # JSON options of the test-only task 'fake'
     p.set_defaults(run=_run_search)
@@ -226,6 +227,15 @@ class _Bar:
             self.bar.close()
 
 
+def _device(text: str) -> str:
+    """The device's canonical name, checked here so that a bad one fails before any run."""
+    if text == "cpu":
+        return text  # no torch import for the common case
+    from nos.training.device import resolve_device
+
+    return str(resolve_device(text))
+
+
 def _run_search(args: argparse.Namespace) -> int:
     from nos.search.session import Execution, create_run, execute, open_run
 
@@ -244,7 +254,7 @@ def _run_search(args: argparse.Namespace) -> int:
         execution = Execution(
             executor=args.executor or execution.executor,
             workers=args.workers if args.workers is not None else execution.workers,
-            device=execution.device,
+            device=_device(args.device) if args.device else execution.device,
             data_dir=args.data_dir or execution.data_dir,
         )
         for warning in store.warnings:
@@ -254,6 +264,7 @@ def _run_search(args: argparse.Namespace) -> int:
         execution = Execution(
             executor=args.executor or "local",
             workers=args.workers or 0,
+            device=_device(args.device or "cpu"),
             data_dir=args.data_dir or "",
         )
         store = create_run(config, execution, name=args.name, root=args.root)

@@ -50,6 +50,7 @@ from typing import Any
 from nos.errors import NosError
 from nos.optim.factories import OptimizerFactory, factory_for
 from nos.status import Status
+from nos.training.device import make_deterministic, resolve_device
 from nos.training.presets import Preset, reduced_grid
 from nos.training.registry import get_preset
 from nos.training.spec import EvalResult, EvalSpec, round_floats
@@ -177,6 +178,8 @@ def evaluate_factory(
     the optimizer does (non-finite values, exceptions, slowness) becomes the result's status.
     """
     started = time.monotonic()
+    dev = task.device if isinstance(task, Task) else resolve_device(device)
+    make_deterministic(dev)
     p = _resolve_preset(preset, task, overrides)
     seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
     if not seed_list:
@@ -196,12 +199,12 @@ def evaluate_factory(
         "seeds": seed_list,
         "timeout_s": timeout_s,
         "batch_sweep": batch_sweep,
-        "device": device,
+        "device": str(dev),
     }
     the_task = (
         task
         if isinstance(task, Task)
-        else load_task(p.task, data_dir=data_dir, augment=p.augment, width=p.width, device=device)
+        else load_task(p.task, data_dir=data_dir, augment=p.augment, width=p.width, device=dev)
     )
     deadline = None if timeout_s is None else started + timeout_s
 
