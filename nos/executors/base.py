@@ -15,9 +15,14 @@ payload and returns a plain-data result dict with at least ``status``.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
 import os
+import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ __all__ = [
     "JobFunction",
     "Outcome",
     "exception_result",
+    "exit_with_parent",
     "failure",
     "limit_threads",
     "resolve_function",
@@ -87,6 +93,34 @@ def exception_result(exc: BaseException) -> dict[str, Any]:
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     reason = f"{type(exc).__name__}: {exc}".strip()[:300]
     return {**failure(Status.ERROR, reason), "traceback": "".join(tb[-3:])[-2000:]}
+
+
+#: How often a worker checks that its driver is still alive.
+PARENT_POLL_S = 0.25
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """End this worker process soon after the driver that started it dies.
+
+    A driver killed with SIGKILL cannot stop its workers, which would go on training and
+    compete with a resumed run for the cores. On Linux the kernel sends the worker SIGKILL
+    when its parent dies (``PR_SET_PDEATHSIG``); everywhere, a daemon thread also polls the
+    parent pid and exits the process (``os._exit`` works while the main thread trains).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="nos-parent-watch", daemon=True).start()
 
 
 def limit_threads() -> None:

@@ -7,7 +7,8 @@ with the exception; a worker that dies (segfault, SIGKILL, the kernel's OOM kill
 ``os._exit``) is noticed through its process sentinel, its job becomes ``error`` with the
 exit signal or code as reason, and a fresh worker takes its place; a job that runs past its
 wall-clock limit gets its worker killed (SIGKILL) and becomes ``timeout``. The search goes
-on in every case.
+on in every case. Workers exit within a second of the driver's death, even a SIGKILL
+(:func:`~nos.executors.base.exit_with_parent`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from nos.executors.base import (
     Outcome,
     exception_result,
+    exit_with_parent,
     failure,
     limit_threads,
     resolve_function,
@@ -41,8 +43,9 @@ STOP_GRACE_S = 2.0
 # ------------------------------------------------------------------------- worker side
 
 
-def _worker_main(conn: Any, function: str) -> None:
+def _worker_main(conn: Any, function: str, parent_pid: int) -> None:
     """Loop of one worker process: receive (job_id, payload), send (job_id, result, times)."""
+    exit_with_parent(parent_pid)
     limit_threads()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     fn = resolve_function(function)
@@ -125,7 +128,10 @@ class LocalExecutor:
         name = f"w{self._spawned}"
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
-            target=_worker_main, args=(child, self._function), name=f"nos-{name}", daemon=True
+            target=_worker_main,
+            args=(child, self._function, os.getpid()),
+            name=f"nos-{name}",
+            daemon=True,
         )
         proc.start()
         child.close()
