@@ -122,3 +122,37 @@ def test_keys_are_deterministic_across_processes(g):
         env={"PYTHONHASHSEED": "123", "PATH": ""},
     )
     assert [tuple(line.split()) for line in out.stdout.splitlines()] == here
+
+
+@pytest.mark.parametrize(
+    "u, minus_u",
+    [
+        ("none ~ min(sign_v_hat, sign_v_hat)", "none ~ neg(sign_v_hat)"),
+        ("mom ~ g", "mom ~ neg(g)"),
+        ("none ~ div(v_hat, sqrt_abs(s_hat))", "none ~ neg(div(v_hat, sqrt_abs(s_hat)))"),
+    ],
+)
+def test_u_and_minus_u_share_a_fingerprint_under_the_checks_flip(g, u, minus_u):
+    from nos.symbolic.check import check_candidate
+
+    a, b = parse_canonical(u, g), parse_canonical(minus_u, g)
+    ca, cb = check_candidate(a), check_candidate(b)
+    assert ca.passed and cb.passed and ca.flip != cb.flip
+    assert fingerprint(a, flip=ca.flip) == fingerprint(b, flip=cb.flip)
+    # with the same sign they step in opposite directions: different functions
+    assert fingerprint(a) != fingerprint(b)
+
+
+def test_the_search_merges_u_and_minus_u(g):
+    import collections
+
+    from nos.search.config import SearchConfig
+    from nos.search.engine import ParticleGA
+
+    ga = ParticleGA(SearchConfig(), g)
+    counts: collections.Counter[str] = collections.Counter()
+    keys: set[str] = set()
+    fps: set[str] = set()
+    first = ga._admit(parse_canonical("none ~ sign_v_hat", g), counts, keys, fps)
+    second = ga._admit(parse_canonical("none ~ neg(sign_v_hat)", g), counts, keys, fps)
+    assert first is not None and second is None and counts["duplicate"] == 1

@@ -221,7 +221,7 @@ class ParticleGA:
         if not result.passed:
             counts[result.reason.value] += 1
             return None
-        fp = fingerprint(cand)
+        fp = fingerprint(cand, flip=result.flip)  # U and -U train alike
         if seen_fps is not None and fp in seen_fps:
             counts["duplicate"] += 1
             return None

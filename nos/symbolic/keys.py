@@ -8,6 +8,9 @@
   a grid of progress values, and its momentum mode. Values are rounded to about six
   significant digits first, so two trees that agree up to floating-point rounding share a
   fingerprint even when sympy could not prove them equal. NaN and inf hash to fixed codes.
+  Given the integrity check's ``flip``, the update is hashed with the sign the optimizer
+  will apply, so U and -U, which the check gives opposite flips, share a fingerprint: they
+  train identically.
 
 Both are short hex strings, deterministic across processes and platforms.
 """
@@ -61,12 +64,15 @@ def quantize(values: np.ndarray) -> bytes:
     return np.stack([q, expo]).astype("<i8").tobytes()
 
 
-def _behaviour(c: Compiled) -> str:
-    """Hash of the update on the probe inputs and of the LR multiplier (cached)."""
-    hit = c.memo.get("fingerprint")
+def _behaviour(c: Compiled, flip: bool) -> str:
+    """Hash of the signed update on the probe inputs and of the LR multiplier (cached)."""
+    memo = f"fingerprint/{flip}"
+    hit = c.memo.get(memo)
     if hit is None:
         try:
             ua, ub = probe_outputs(c)
+            if flip:
+                ua, ub = -ua, -ub
             with np.errstate(all="ignore"):
                 lr = (
                     _ONES
@@ -76,11 +82,12 @@ def _behaviour(c: Compiled) -> str:
             hit = _digest(quantize(np.concatenate([ua.ravel(), ub.ravel(), lr])))
         except (ArithmeticError, ValueError) as exc:  # the candidate's numerics raised
             hit = _digest(b"error", type(exc).__name__.encode())
-        c.memo["fingerprint"] = hit
+        c.memo[memo] = hit
     return hit
 
 
-def fingerprint(candidate: Any) -> str:
-    """16 hex digits identifying what the candidate computes (see the module docstring)."""
+def fingerprint(candidate: Any, *, flip: bool = False) -> str:
+    """16 hex digits identifying what the candidate computes, stepped with the sign that
+    ``flip`` (the integrity check's) gives it (see the module docstring)."""
     ph = candidate.phenotype
-    return _digest(ph.momentum.encode(), _behaviour(compile_phenotype(ph)).encode())
+    return _digest(ph.momentum.encode(), _behaviour(compile_phenotype(ph), flip).encode())
