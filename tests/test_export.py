@@ -165,3 +165,58 @@ def test_round_trip_of_200_sampled_candidates(tmp_path):
         failures.append(str(cand))
     assert not failures, failures[:5]
     assert chaotic <= 10
+
+
+def _load_class(path: Path, name: str) -> type:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+def _sphere_loss_after(opt_class: type, lr: float) -> tuple[float, float]:
+    """The integrity check's convex quadratic (spec §3) stepped by an exported class."""
+    from nos.symbolic.check import SPHERE_B, SPHERE_T, SPHERE_W, SPHERE_X0
+
+    w = torch.nn.Parameter(torch.tensor(SPHERE_X0, dtype=torch.float64))
+    b = torch.tensor(SPHERE_B, dtype=torch.float64)
+    opt = opt_class([w], lr=lr, total_steps=SPHERE_T, warmup=SPHERE_W)
+    first = float(((w.detach() - b) ** 2).sum())
+    for _ in range(SPHERE_T):
+        opt.zero_grad()
+        loss = ((w - b) ** 2).sum()
+        loss.backward()
+        opt.step()
+    return first, float(((w.detach() - b) ** 2).sum())
+
+
+def test_every_exported_candidate_descends_a_convex_quadratic(tmp_path, capsys):
+    from nos.symbolic.check import check_candidate
+
+    grammar = load_grammar("morgan2024")
+    rnd = random.Random(11)
+    texts = ["none ~ neg(g)", "none ~ neg(sign_v_hat)", "mom ~ neg(div(v_hat, sqrt_abs(s_hat)))"]
+    while len(texts) < 24:
+        cand = sample_candidate(grammar, rnd)
+        # dropout masks differ between numpy and torch; a rejected candidate has no sign
+        if "drop" not in cand.text and check_candidate(cand).passed:
+            texts.append(cand.text)
+    flipped = 0
+    for i, text in enumerate(texts):
+        out = tmp_path / f"opt{i}.py"
+        assert main(["export", text, "-o", str(out), "--name", "Opt"]) == 0, text
+        check = check_candidate(_parse(text, grammar))
+        flipped += check.flip
+        first, last = _sphere_loss_after(_load_class(out, "Opt"), check.lr)
+        assert last < first, f"{text}: loss {first:.3f} -> {last:.3f}"
+    capsys.readouterr()
+    assert flipped >= 3  # the set holds candidates that descend only with the sign flipped
+
+
+def _parse(text, grammar):
+    from nos.symbolic.text import parse_canonical
+
+    return parse_canonical(text, grammar)

@@ -2,12 +2,15 @@
 
 The file comes from :func:`nos.optim.export.render_module`, the same emitter the search trains
 with. With ``--rank`` the first argument names a run and the K-th of its hall of fame is
-exported, with the sign (flip) its integrity check chose.
+exported, with the sign (flip) its integrity check chose; candidate text and ``zoo:NAME``
+get the sign the integrity check chooses for them now, so an exported optimizer always
+descends (``none ~ neg(g)`` exports as gradient descent, not ascent).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nos.cli._args import positive_int
@@ -45,7 +48,17 @@ def _run_export(args: argparse.Namespace) -> int:
         candidate, row = ranked_entry(args.candidate, args.rank, args.root)
         source = render_module(candidate, args.name, options={"flip": row["flip"]})
     else:
-        source = render_module(candidate_of(args), args.name)
+        from nos.symbolic.check import check_candidate
+
+        candidate = candidate_of(args)
+        check = check_candidate(candidate)
+        if not check.passed:
+            print(
+                f"nos: warning: the integrity check rejects this candidate ({check.reason.value}"
+                f"{': ' + check.detail if check.detail else ''}); exported without a sign flip",
+                file=sys.stderr,
+            )
+        source = render_module(candidate, args.name, options={"flip": check.flip})
     try:
         out.write_text(source, encoding="utf-8")
     except OSError as exc:
