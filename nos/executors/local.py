@@ -219,6 +219,7 @@ class LocalExecutor:
     def _collect(self, busy: list[_Worker]) -> None:
         now = time.monotonic()
         for worker in busy:
+            assert worker.job is not None  # ``busy`` holds the workers with a job
             message = None
             try:
                 if worker.conn.poll():

@@ -52,7 +52,7 @@ class SerialExecutor:
         except Exception as exc:  # the candidate's failure, recorded; the search goes on
             result = exception_result(exc)
         finally:
-            if before is not None:
+            if torch is not None and before is not None:
                 torch.set_num_threads(before)
             elif self._threads and "torch" in sys.modules:  # the job imported torch
                 sys.modules["torch"].set_num_threads(self._threads)

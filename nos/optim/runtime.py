@@ -217,7 +217,7 @@ def _is_number(x: Any) -> bool:
 def _map(
     x: Any,
     one: Callable[[torch.Tensor], torch.Tensor],
-    many: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+    many: Callable[[list[torch.Tensor]], Sequence[torch.Tensor]] | None = None,
     number: Callable[[Any], Any] | None = None,
 ) -> Any:
     """Apply a unary function to a tensor, an FList or a number (with numpy's function,
@@ -252,7 +252,7 @@ def _zip2(
 def _extremum(
     x: Any,
     y: Any,
-    many: Callable[..., list[torch.Tensor]],
+    many: Callable[..., Sequence[torch.Tensor]],
     one: Callable[[Any, Any], torch.Tensor],
     number: Callable[[Any, Any], Any],
 ) -> Any:
@@ -511,6 +511,7 @@ def _make_eager(c: Compiled, momentum: str, nesterov: str, layout: str) -> Calla
         rt: TorchRuntime,
     ) -> None:
         eta, mu = _py(sc["eta"]), _py(sc["mu"])
+        g: torch.Tensor | FList  # one flat tensor, or the group's tensors
         if layout == "flat":
             g = torch.cat([x.reshape(-1) for x in grads])
             w = torch.cat([p.reshape(-1) for p in params]) if reads_w else g

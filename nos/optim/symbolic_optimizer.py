@@ -352,6 +352,7 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             if self.compile:
                 sc = self._as_tensors(sc, device)
             rt = self._runtime(gi, params, device, flat)
+            state: dict[str, torch.Tensor] | dict[str, list[torch.Tensor]]
             if flat:
                 state, mom = self._flat_state(gi, params, grads, rt)
             else:

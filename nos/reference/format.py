@@ -128,7 +128,9 @@ def _syntax(grammar: Grammar) -> _Syntax:
 
 # ------------------------------------------------------------------------------ reading
 
-_Result = tuple[tuple, bool]  # (prefix-order DEAP nodes, re-prints the span exactly)
+_Result = tuple[
+    tuple[gp.Primitive | gp.Terminal, ...], bool
+]  # (prefix-order DEAP nodes, re-prints the span exactly)
 
 
 class _SpanParser:

@@ -243,7 +243,7 @@ class _Scheduler:
         self.executor.submit(cid, self.job_factory(request), timeout_s=self.config.timeout_s)
 
     def _note_best(self, request: Request, result: Result) -> None:
-        if result.ok and request.stage in self.best_by_stage:
+        if result.ok and result.fitness is not None and request.stage in self.best_by_stage:
             old = self.best_by_stage[request.stage]
             self.best_by_stage[request.stage] = (
                 result.fitness if old is None else max(old, result.fitness)
@@ -377,7 +377,7 @@ def finalists(evaluated: Iterable[tuple[Request, Result]], k: int) -> list[Entry
     """The top ``k`` full-stage candidates, one per fingerprint (ties: by key)."""
     best: dict[str, tuple[float, Entry]] = {}
     for request, result in evaluated:
-        if request.stage != "full" or not result.ok:
+        if request.stage != "full" or not result.ok or result.fitness is None:
             continue
         fp = request.entry.fingerprint
         if (

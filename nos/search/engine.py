@@ -112,14 +112,14 @@ class Result:
         return self.status is Status.OK and self.fitness is not None
 
     def score(self, failed: float = FAILED) -> float:
-        return float(self.fitness) if self.ok else failed
+        return float(self.fitness) if self.ok and self.fitness is not None else failed
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> Result:
         """Read an evaluator's result dict; anything malformed becomes ``error``."""
         raw_status = raw.get("status", Status.ERROR)
         reason = str(raw.get("reason") or "")
-        fitness = raw.get("fitness")
+        fitness: Any = raw.get("fitness")  # anything; float() below accepts only numbers
         status = Status.parse(raw_status)
         if status is None:
             return cls(Status.ERROR, reason=f"unknown status {str(raw_status)!r} {reason}".strip())
@@ -268,7 +268,7 @@ class ParticleGA:
         """Sample ``init_size`` valid candidates, score them cheaply, keep the top n (§4.2)."""
         cfg, counts = self.config, collections.Counter[str]()
         seen_keys: set[str] = set()
-        seen_fps = set() if cfg.dedup else None
+        seen_fps: set[str] | None = set() if cfg.dedup else None
         entries: list[Entry] = []
         for cand in self.seeds[: cfg.init_size]:
             entry = self._admit(cand, counts, seen_keys, seen_fps, mutation="seed")
@@ -330,12 +330,13 @@ class ParticleGA:
         counts = collections.Counter[str]()
         for _ in range(cfg.children):
             slots.append(self._child(particle, counts))
-        pending = [j for j, e in enumerate(slots) if e is not None]
+        # slot -> the child it evaluates next
+        pending = {j: e for j, e in enumerate(slots) if e is not None}
         round_ = 0
         while pending:
             batch = [
-                Request(f"p{p}/s{step}/c{j}/t{tries[j]}", "full", slots[j], self.eval_seeds)
-                for j in pending
+                Request(f"p{p}/s{step}/c{j}/t{tries[j]}", "full", e, self.eval_seeds)
+                for j, e in pending.items()
             ]
             got = yield Batch(batch, self._record_rejections(f"p{p}/s{step}/r{round_}", counts))
             counts = collections.Counter()
@@ -345,24 +346,30 @@ class ParticleGA:
                 tries[j] += 1
                 if not res.ok and tries[j] < cfg.tries:
                     retry.append(j)
-            pending = []
+            pending = {}
             for j in retry:  # slot order: independent of arrival order
                 entry = self._child(particle, counts)
                 if entry is not None:
                     slots[j] = entry
-                    pending.append(j)
+                    pending[j] = entry
             round_ += 1
         if counts:
             yield Batch([], self._record_rejections(f"p{p}/s{step}/r{round_}", counts))
-        done = [j for j in range(cfg.children) if results[j] is not None]
+        # slot -> (its last evaluated child, that child's result), for the evaluated slots
+        done = {
+            j: (e, r)
+            for j, (e, r) in enumerate(zip(slots, results, strict=True))
+            if e is not None and r is not None
+        }
         if not done:
             return None
-        best = max(done, key=lambda j: (results[j].score(), -j))  # ties: the first slot
-        best_score = results[best].score()
+        best = max(done, key=lambda j: (done[j][1].score(), -j))  # ties: the first slot
+        best_child, best_result = done[best]
+        best_score = best_result.score()
         moved = not (cfg.elitist and particle.fitness is not None and best_score < particle.fitness)
         before = particle.position
         if moved:
-            particle.position, particle.fitness = slots[best], best_score
+            particle.position, particle.fitness = best_child, best_score
         move = {
             "type": "move",
             "origin": f"p{p}/s{step}/move",
@@ -373,17 +380,17 @@ class ParticleGA:
             "candidate": particle.position.candidate.text,
             "fitness": particle.fitness,
             "moved": moved,
-            "best_child": slots[best].key,
+            "best_child": best_child.key,
             "best_child_fitness": best_score,
             "children": [
                 {
                     "slot": j,
-                    "key": slots[j].key,
-                    "status": results[j].status,
-                    "fitness": results[j].fitness,
+                    "key": e.key,
+                    "status": r.status,
+                    "fitness": r.fitness,
                     "tries": tries[j],
                 }
-                for j in done
+                for j, (e, r) in done.items()
             ],
         }
         yield Batch([], [move])

@@ -153,7 +153,8 @@ def sphere_losses(c: Compiled, momentum: str) -> np.ndarray:
             d += m
             if momentum == "nest":  # search-time Nesterov form (spec §2.5)
                 d += step
-    return np.sum(d * d, axis=-1)
+    losses: np.ndarray = np.sum(d * d, axis=-1)
+    return losses
 
 
 def _sphere_verdict(losses: np.ndarray) -> CheckResult:
@@ -252,7 +253,8 @@ def _sphere_failure(p: _Probe | None, losses: np.ndarray, best: CheckResult) -> 
 def _cosines(u: np.ndarray, g: np.ndarray) -> np.ndarray:
     dot = np.sum(u * g, axis=-1)
     norm = np.sqrt(np.sum(u * u, axis=-1) * np.sum(g * g, axis=-1))
-    return np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0).ravel()
+    cos: np.ndarray = np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0).ravel()
+    return cos
 
 
 # -------------------------------------------------------------------------------- entry

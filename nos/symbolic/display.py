@@ -30,12 +30,12 @@ def _momentum_prefix(c: Candidate) -> str:
 def pretty(c: Candidate) -> str:
     """Multi-line unicode rendering of U (and the LR multiplier when it is not 1)."""
     ph = c.phenotype
-    names: dict = {
+    names: dict[sympy.Basic, sympy.Symbol] = {
         s: sympy.Symbol(_PRETTY_NAMES.get(s.name, s.name))
         for s in ph.update.free_symbols | ph.lr.free_symbols
     }
     names[EPS] = sympy.Symbol("ε")
-    out = f"{_momentum_prefix(c)}U =\n" + sympy.pretty(ph.update.xreplace(names))
+    out: str = f"{_momentum_prefix(c)}U =\n" + sympy.pretty(ph.update.xreplace(names))
     if ph.lr != 1:
         out += "\nLR multiplier =\n" + sympy.pretty(ph.lr.xreplace(names))
     return out
@@ -50,7 +50,7 @@ def latex(c: Candidate) -> str:
         if s.name in _LATEX_NAMES
     }
     names[_EPS_SYMBOL] = r"\epsilon"
-    out = "U = " + sympy.latex(ph.update.xreplace({EPS: _EPS_SYMBOL}), symbol_names=names)
+    out: str = "U = " + sympy.latex(ph.update.xreplace({EPS: _EPS_SYMBOL}), symbol_names=names)
     if ph.lr != 1:
         out += r", \quad \rho(\tau) = " + sympy.latex(ph.lr, symbol_names=names)
     return out

@@ -171,7 +171,8 @@ class NumpyRuntime:
     def clip_norm(x: np.ndarray) -> np.ndarray:
         """Rescale so the L2 norm over the last axis is at most 1 (spec §2.3 id 20)."""
         norm = np.sqrt(np.sum(x * x, axis=-1, keepdims=True))
-        return x * np.minimum(1.0, 1.0 / norm)
+        out: np.ndarray = x * np.minimum(1.0, 1.0 / norm)
+        return out
 
     def dropout(self, x: Any, rate: float, slot: str, like: np.ndarray) -> np.ndarray:
         """Keep each entry w.p. 1 - rate and scale kept ones by 1/(1 - rate).
@@ -181,7 +182,8 @@ class NumpyRuntime:
         """
         shape = np.broadcast_shapes(np.shape(x), np.shape(like))
         keep = self.rng.random(shape) >= rate
-        return np.where(keep, x / (1.0 - rate), 0.0 * x)
+        out: np.ndarray = np.where(keep, x / (1.0 - rate), 0.0 * x)
+        return out
 
 
 # ---------------------------------------------------------------------------- emitter
@@ -579,7 +581,9 @@ class Compiled:
 
 
 _CACHE_SIZE = 20_000
-_cache: OrderedDict[tuple, Compiled] = OrderedDict()
+_cache: OrderedDict[tuple[str, sympy.Expr, sympy.Expr, tuple[tuple[str, str], ...]], Compiled] = (
+    OrderedDict()
+)
 _cache_lock = threading.Lock()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import sympy
 from deap import gp
@@ -113,7 +114,7 @@ class Candidate:
             return False
         return self.lr is None or tree_depth(self.lr) <= grammar.lr_max_depth + 1
 
-    def replace(self, **changes) -> Candidate:
+    def replace(self, **changes: Any) -> Candidate:
         fields = {
             "update": self.update,
             "momentum": self.momentum,
@@ -129,7 +130,7 @@ class Candidate:
 
 def display_name(node: gp.Primitive | gp.Terminal) -> str:
     """A node's name in the canonical text (schedule ops lose their internal prefix)."""
-    name = node.name
+    name: str = node.name
     if node.ret is Schedule and isinstance(node, gp.Primitive):
         return name[len(SCHED_PREFIX) :]
     return name
@@ -138,7 +139,7 @@ def display_name(node: gp.Primitive | gp.Terminal) -> str:
 def format_tree(tree: gp.PrimitiveTree) -> str:
     """Prefix text of a tree, e.g. ``i1e(decay(mul(a13, a2), g))``."""
     out: list[str] = []
-    stack: list[list] = []
+    stack: list[list[Any]] = []  # [name, arity, argument texts]
     for node in tree:
         stack.append([display_name(node), node.arity, []])
         while stack and len(stack[-1][2]) == stack[-1][1]:

@@ -67,6 +67,7 @@ from nos.symbolic.sample import (
     schedule_values,
     valid_schedule,
     weighted_pick,
+    weighted_pick_one,
 )
 
 __all__ = ["KINDS", "Mutation", "MutationError", "mutate_candidate", "mutate_schedule"]
@@ -103,7 +104,8 @@ def _is_op(node: Node) -> bool:
 
 
 def _subtree(nodes: Nodes, index: int) -> slice:
-    return gp.PrimitiveTree(nodes).searchSubtree(index)
+    span: slice = gp.PrimitiveTree(nodes).searchSubtree(index)
+    return span
 
 
 def _arg_starts(nodes: Nodes, index: int) -> list[int]:
@@ -329,12 +331,12 @@ def _schedule_source(grammar: Grammar, rnd: random.Random, exclude: Sequence[str
     # the reference's hidden decay node: unary over a base (0.8) or binary over two
     if grammar.decay_unary and (not grammar.decay_binary or rnd.random() < 0.8):
         return [
-            m[SCHED_PREFIX + weighted_pick(rnd, grammar.decay_unary)],
+            m[SCHED_PREFIX + weighted_pick_one(rnd, grammar.decay_unary)],
             m[weighted_pick(rnd, bases)],
         ]
-    b0 = weighted_pick(rnd, bases)
+    b0 = weighted_pick_one(rnd, bases)
     b1 = weighted_pick(rnd, bases, [b0]) or b0
-    return [m[SCHED_PREFIX + weighted_pick(rnd, grammar.decay_binary)], m[b0], m[b1]]
+    return [m[SCHED_PREFIX + weighted_pick_one(rnd, grammar.decay_binary)], m[b0], m[b1]]
 
 
 def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[Nodes, str]:
@@ -342,16 +344,17 @@ def _schedule_step(nodes: Nodes, grammar: Grammar, rnd: random.Random) -> tuple[
     m = grammar.pset.mapping
     op_positions = [j for j, n in enumerate(nodes) if isinstance(n, gp.Primitive)]
     r = rnd.random()
+    op: str | None  # the new op's name; None where its table is empty
     if not op_positions:
         # a lone base is a vanished identity root
         base = nodes[0]
         if r >= 0.4 and grammar.decay_unary:
-            op = weighted_pick(rnd, grammar.decay_unary)
+            op = weighted_pick_one(rnd, grammar.decay_unary)
             return [m[SCHED_PREFIX + op], base], f"identity -> {op}"
         if r >= 0.15 or not grammar.decay_binary:
             other = weighted_pick(rnd, grammar.decay_bases, [base.name]) or base.name
             return [m[other]], "new input"
-        op = weighted_pick(rnd, grammar.decay_binary)
+        op = weighted_pick_one(rnd, grammar.decay_binary)
         other = m[weighted_pick(rnd, grammar.decay_bases, [base.name]) or base.name]
         args = [base, other] if rnd.random() < 0.5 else [other, base]
         return [m[SCHED_PREFIX + op], *args], f"identity -> {op}"

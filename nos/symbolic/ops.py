@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import sympy
 from sympy import Rational, sqrt
@@ -77,7 +78,7 @@ class NosFunction(sympy.Function):
     state: str | None = None
     latex: str = ""
 
-    def _latex(self, printer, exp: str | None = None) -> str:
+    def _latex(self, printer: Any, exp: str | None = None) -> str:
         args = ", ".join(printer._print(a) for a in self.args)
         out = rf"\operatorname{{{self.latex or self.op}}}\left({args}\right)"
         # sympy asks for f(x)^n through ``exp``
@@ -101,7 +102,7 @@ class _Extremum(NosFunction):
     _pick = max
 
     @classmethod
-    def eval(cls, x, y):
+    def eval(cls, x: sympy.Expr, y: sympy.Expr) -> sympy.Expr | None:
         if x == y:
             return x
         if x.is_Number and y.is_Number:
@@ -125,13 +126,16 @@ class minimum(_Extremum):
     _pick = min
 
 
-def _fn(op: str, nargs: int, doc: str, *, latex: str = "", state: str | None = None):
+def _fn(
+    op: str, nargs: int, doc: str, *, latex: str = "", state: str | None = None
+) -> type[NosFunction]:
     cls = type(
         op,
         (NosFunction,),
         {"nargs": nargs, "op": op, "state": state, "latex": latex, "__doc__": doc},
     )
-    return cls
+    # three-argument type() is typed as plain ``type``; its base is NosFunction
+    return cast("type[NosFunction]", cls)
 
 
 plog = _fn("plog", 1, "ln(|x| + eps), spec §2.3 id 1", latex="ln_\\epsilon")
@@ -236,7 +240,7 @@ _BOTH = frozenset({"tensor", "schedule"})
 _SCHED = frozenset({"schedule"})
 
 
-def _dsig(x):
+def _dsig(x: sympy.Expr) -> sympy.Expr:
     return sigmoid(x) * (1 - sigmoid(x))
 
 

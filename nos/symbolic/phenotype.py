@@ -22,7 +22,7 @@ __all__ = ["Phenotype", "serialize", "tree_to_sympy"]
 # Sub-tree memo shared by all candidates of a process: a mutated child shares all but one
 # path with its parent, and random trees share small sub-trees, so most sympy constructions
 # are reused. Sub-trees are named by small ints, (node name, child ids) -> id.
-_SUBTREE_IDS: dict[tuple, int] = {}
+_SUBTREE_IDS: dict[tuple[str, str, tuple[int, ...]], int] = {}
 _SUBTREE_EXPR: list[sympy.Expr] = []
 _MEMO_LIMIT = 200_000
 

@@ -43,7 +43,7 @@ import functools
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import sympy
@@ -66,9 +66,10 @@ __all__ = [
     "schedule_values",
     "valid_schedule",
     "weighted_pick",
+    "weighted_pick_one",
 ]
 
-Node = gp.Primitive | gp.Terminal
+Node: TypeAlias = gp.Primitive | gp.Terminal
 
 #: Attempts before giving up on a grammar whose limits cannot be met.
 MAX_ATTEMPTS = 10_000
@@ -100,6 +101,16 @@ def weighted_pick(
     if len(names) == 1:
         return names[0]
     return rnd.choices(names, weights=[table[n].weight for n in names])[0]
+
+
+def weighted_pick_one(
+    rnd: random.Random, table: Mapping[str, OpEntry], exclude: Sequence[str] = ()
+) -> str:
+    """:func:`weighted_pick` where the caller has made sure that a name is left."""
+    name = weighted_pick(rnd, table, exclude)
+    if name is None:
+        raise GrammarError("nothing left to draw: the grammar's table is empty")
+    return name
 
 
 def _param(grammar: Grammar, key: str, default: float) -> float:
@@ -135,7 +146,10 @@ def _op_function(name: str) -> Callable[..., np.ndarray]:
     spec = ops.OPS[name]
     args = sympy.symbols(f"x0:{spec.arity}", real=True)
     # lambdify compiles our own op table (never user text)
-    return sympy.lambdify(args, spec.build(*args), modules=[_NUMPY_FUNCS, "numpy"])
+    fn: Callable[..., np.ndarray] = sympy.lambdify(
+        args, spec.build(*args), modules=[_NUMPY_FUNCS, "numpy"]
+    )
+    return fn
 
 
 def schedule_values(nodes: Sequence[Node], grammar: Grammar) -> np.ndarray:
@@ -189,20 +203,20 @@ def _reference_schedule(grammar: Grammar, rnd: random.Random) -> list[Node]:
     root_hidden = _param(grammar, "decay_root_hidden", 0.2)
 
     def base() -> list[Node]:
-        return [_base(grammar, weighted_pick(rnd, bases))]
+        return [_base(grammar, weighted_pick_one(rnd, bases))]
 
     def unary(op: str | None, arg: list[Node]) -> list[Node]:
         return arg if op is None else [_sched(grammar, op), *arg]
 
     def binary(arg0: list[Node], arg1: list[Node]) -> list[Node]:
-        return [_sched(grammar, weighted_pick(rnd, grammar.decay_binary)), *arg0, *arg1]
+        return [_sched(grammar, weighted_pick_one(rnd, grammar.decay_binary)), *arg0, *arg1]
 
     # The hidden decay node; it only shows up if the root reads it.
     if not grammar.decay_binary or len(bases) < 2 or rnd.random() < hidden_unary:
         hidden = unary(_decay_unary_or_identity(grammar, rnd), base())
     else:
-        b0 = weighted_pick(rnd, bases)
-        b1 = weighted_pick(rnd, bases, exclude=[b0])
+        b0 = weighted_pick_one(rnd, bases)
+        b1 = weighted_pick_one(rnd, bases, exclude=[b0])
         hidden = binary([_base(grammar, b0)], [_base(grammar, b1)])
 
     # "uniform over the bases and the hidden node": the hidden node counts as one more base
@@ -215,7 +229,7 @@ def _reference_schedule(grammar: Grammar, rnd: random.Random) -> list[Node]:
         return binary(hidden, other) if rnd.random() < 0.5 else binary(other, hidden)
     if rnd.random() < p_hidden_slot:
         return binary(hidden, base())
-    b0 = weighted_pick(rnd, bases)
+    b0 = weighted_pick_one(rnd, bases)
     b1 = weighted_pick(rnd, bases, exclude=[b0]) or b0
     return binary([_base(grammar, b0)], [_base(grammar, b1)])
 
@@ -228,9 +242,9 @@ def _grow_schedule(grammar: Grammar, rnd: random.Random, max_ops: int) -> list[N
 
     def grow(budget: int) -> None:
         if budget <= 0 or not table or rnd.random() < p_term:
-            out.append(_base(grammar, weighted_pick(rnd, grammar.decay_bases)))
+            out.append(_base(grammar, weighted_pick_one(rnd, grammar.decay_bases)))
             return
-        op = _sched(grammar, weighted_pick(rnd, table))
+        op = _sched(grammar, weighted_pick_one(rnd, table))
         out.append(op)
         for _ in range(op.arity):
             grow(budget - 1)
@@ -310,7 +324,9 @@ def _sample_dag(grammar: Grammar, rnd: random.Random) -> list[_DagNode]:
     has_decay = grammar.decay is not None
 
     def operand(exclude: Sequence[str] = ()) -> str:
-        return weighted_pick(rnd, grammar.operands, exclude) or weighted_pick(rnd, grammar.operands)
+        return weighted_pick(rnd, grammar.operands, exclude) or weighted_pick_one(
+            rnd, grammar.operands
+        )
 
     def unary_op() -> str | None:
         if rnd.random() < p["identity"]:
@@ -418,9 +434,9 @@ def _grow_update(grammar: Grammar, rnd: random.Random) -> list[Node]:
 
     def grow(depth: int) -> None:
         if not table or depth >= max_depth or (depth >= min_depth and rnd.random() < p_term):
-            out.append(_tensor(grammar, weighted_pick(rnd, grammar.operands)))
+            out.append(_tensor(grammar, weighted_pick_one(rnd, grammar.operands)))
             return
-        op = _tensor(grammar, weighted_pick(rnd, table))
+        op = _tensor(grammar, weighted_pick_one(rnd, table))
         out.append(op)
         for _ in range(op.arity):
             if p_decay and rnd.random() < p_decay:

@@ -80,21 +80,21 @@ class _Reader:
             raise CandidateError(f"nesting deeper than {MAX_NESTING}", position=pos)
 
     # Each parse_* returns a list of DEAP nodes in prefix order.
-    def expr(self, typ: type) -> list:
+    def expr(self, typ: type) -> list[gp.Primitive | gp.Terminal]:
         left = self.term(typ)
         while (tok := self.peek()) and tok[1] in "+-" and tok[0] == "sym":
             self.take()
             left = self._infix(tok, typ) + left + self.term(typ)
         return left
 
-    def term(self, typ: type) -> list:
+    def term(self, typ: type) -> list[gp.Primitive | gp.Terminal]:
         left = self.factor(typ)
         while (tok := self.peek()) and tok[1] in "*/" and tok[0] == "sym":
             self.take()
             left = self._infix(tok, typ) + left + self.factor(typ)
         return left
 
-    def factor(self, typ: type) -> list:
+    def factor(self, typ: type) -> list[gp.Primitive | gp.Terminal]:
         tok = self.peek()
         if tok and tok[0] == "sym" and tok[1] == "-":
             self.take()
@@ -104,7 +104,7 @@ class _Reader:
             return [self._prim("neg", typ, tok[2], 1), *inner]
         return self.atom(typ)
 
-    def _infix(self, tok: tuple[str, str, int], typ: type) -> list:
+    def _infix(self, tok: tuple[str, str, int], typ: type) -> list[gp.Primitive | gp.Terminal]:
         table = self.grammar.binary if typ is Tensor else self.grammar.decay_binary
         for name, entry in table.items():
             if entry.infix == tok[1]:
@@ -125,7 +125,7 @@ class _Reader:
             raise CandidateError(f"op {name!r} takes {node.arity} argument(s)", position=pos)
         return node
 
-    def atom(self, typ: type) -> list:
+    def atom(self, typ: type) -> list[gp.Primitive | gp.Terminal]:
         kind, value, pos = self.take()
         if kind == "sym" and value == "(":
             self.enter(pos)

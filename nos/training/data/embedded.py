@@ -125,7 +125,7 @@ def load_mnist1d(
     if arrays is None:
         arrays = _generate_mnist1d(seed, num_samples)
         try:
-            atomic_write(path, lambda handle: np.savez(handle, **arrays))
+            atomic_write(path, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
         except OSError as exc:  # no writable cache only costs time
             log.warning("could not write MNIST-1D cache %s (%s)", path, exc)
     x, y = arrays["x"], arrays["y"]
