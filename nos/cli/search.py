@@ -135,7 +135,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--rescore-top", type=nonnegative_int, help="re-score the final top k with more seeds (0)")
     a("--rescore-seeds", type=positive_int, help="seeds of the re-scoring (5)")
     a("--eval-seeds", type=positive_int, help="seeds per evaluation during the search (1)")
-    a("--timeout", type=_positive_float, help="seconds per evaluation (900)")
+    a(
+        "--timeout",
+        type=_positive_float,
+        help="wall-clock seconds per evaluation (default: none; the presets bound every "
+        "evaluation in steps). A timeout depends on load: it is recorded as retryable and "
+        "trained again on --resume",
+    )
     a("--top", type=positive_int, default=5, help="hall-of-fame rows to print (5)")
     a("--data-dir", help="folder of the on-disk data sets (cifar10, flowers102)")
     a("--device", help="where evaluations train: cpu (default), cuda, cuda:N or auto")
@@ -302,6 +308,13 @@ def _print_summary(name: str, root: str, outcome: Any, wall_s: float, top: int) 
         f"({outcome.trained} trained now, {outcome.replayed} from the record, "
         f"{outcome.cached} answered by dedup) in {wall_s:.1f}s"
     )
+    if outcome.timeouts:
+        print(
+            f"nos: warning: {outcome.timeouts} evaluation(s) ran past --timeout; their slots "
+            f"count as failures in this session and are trained again by "
+            f"nos search --resume {name}",
+            file=sys.stderr,
+        )
     if not hof:
         print("no candidate has a fitness yet")
         return

@@ -45,7 +45,7 @@ class SearchConfig:
     seed: int = 0
     budget_evals: int = 0  # hard cap on trained evaluations (0: none)
     budget_s: float = 0.0  # hard cap on wall time in seconds (0: none)
-    timeout_s: float = 900.0  # wall-clock limit of one evaluation
+    timeout_s: float = 0.0  # wall-clock limit of one evaluation (0: none; presets bound steps)
     max_rejections: int = 2000  # rejected draws per child before its slot is given up
     hof_size: int = 10
     fake: dict[str, Any] = field(default_factory=dict)  # options of the test-only fake task
@@ -70,12 +70,22 @@ class SearchConfig:
                 raise NosError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.rescore_top < 0 or self.budget_evals < 0 or self.budget_s < 0:
             raise NosError("rescore_top and the budgets cannot be negative")
-        if self.timeout_s <= 0:
-            raise NosError(f"timeout_s must be positive, got {self.timeout_s}")
+        if self.timeout_s < 0:
+            raise NosError(f"timeout_s cannot be negative, got {self.timeout_s}")
 
     @property
     def init_size(self) -> int:
         return self.init_factor * self.particles
+
+    @property
+    def soft_timeout_s(self) -> float | None:
+        """The evaluator's own wall-clock limit, checked between steps (None: none)."""
+        return self.timeout_s or None
+
+    @property
+    def kill_after_s(self) -> float | None:
+        """The executor's hard limit: the soft one plus a margin (None: none)."""
+        return None if not self.timeout_s else self.timeout_s * 1.25 + 30.0
 
     @property
     def cheap_preset(self) -> str:

@@ -10,12 +10,26 @@
   trained evaluation and the GA's decisions, and answers evaluations it already holds.
 
 Scheduling. All phases that are ready run at once: the initial population is submitted in
-one go, then every particle independently; a particle's next step starts as soon as its own
-children are scored (no barrier across particles). Requests are answered, in order of
-preference, from the in-memory cache, by joining an identical evaluation in flight, from the
-store's records, or by submitting a job. The cache key is ``stage:fingerprint`` with global
-dedup (one training per function computed) and ``stage:origin`` without it (every slot
-trains, as in the reference).
+one go, then every particle independently. Requests are answered, in order of preference,
+from the in-memory cache, by joining an identical evaluation in flight, from the store's
+records, or by submitting a job. The cache key is ``stage:fingerprint`` with global dedup
+(one training per function computed) and ``stage:origin`` without it (every slot trains, as
+in the reference).
+
+Which member of a fingerprint class is trained must not depend on timing: members can
+differ slightly (``sign(g)`` and ``sign(g)/(1 + 1e-7)`` share a fingerprint), and float32
+training amplifies the difference. With dedup, requests are therefore resolved at a
+*logical* time: a phase's k-th batch is round k, and round k is resolved, in the phases'
+fixed order, only once every live phase has yielded its round-k batch. The first request
+of a class in that order is the one trained; every other member gets its result. Without
+dedup nothing is shared, and a particle's next step starts as soon as its own children are
+scored. The cost of the rounds is the tail of each: workers idle while the slowest
+evaluation of a round finishes.
+
+Timeouts. A wall-clock limit (``timeout_s``, off by default: the fitness presets bound every
+evaluation in training steps) depends on the machine's load, so a ``timeout`` result is no
+verdict on the candidate: it is recorded as ``retryable``, never shared with the rest of
+its class, and trained again when the run is resumed.
 
 Resume is replay: a resumed run executes the same deterministic driver from the start, and
 every evaluation already in the store is answered from its record instead of being trained
@@ -40,6 +54,7 @@ from typing import Any, Protocol
 from nos.executors import Executor, Outcome
 from nos.search.config import SearchConfig
 from nos.search.engine import Batch, Entry, ParticleGA, Request, Result
+from nos.status import Status
 from nos.symbolic.genome import Candidate
 from nos.symbolic.grammar import Grammar
 
@@ -99,6 +114,7 @@ class SearchOutcome:
     trained: int  # evaluations trained in this session
     replayed: int  # evaluations answered from the store's records
     cached: int  # requests answered by global dedup (no training)
+    timeouts: int  # evaluations that ran out of wall-clock time (retryable)
     rejections: dict[str, int]
     wall_s: float
     elapsed_s: float  # over all sessions of the run
@@ -117,6 +133,7 @@ class _Task:
     requests: list[Request] = field(default_factory=list)
     results: list[Result | None] = field(default_factory=list)
     missing: int = 0
+    rounds: int = 0  # request batches yielded so far; the current one is round rounds - 1
 
 
 class _Scheduler:
@@ -145,7 +162,8 @@ class _Scheduler:
         self.cache: dict[str, tuple[Request, Result]] = {}
         self.waiters: dict[str, list[tuple[str, int]]] = {}
         self.inflight: dict[str, Request] = {}
-        self.trained = self.replayed = self.cached = 0
+        self.unresolved: list[str] = []  # tasks whose current batch waits for its round
+        self.trained = self.replayed = self.cached = self.timeouts = 0
         self.seq = 0
         self.best_by_stage: dict[str, float | None] = {"init": None, "full": None}
         self.stop_reason = ""
@@ -206,8 +224,23 @@ class _Scheduler:
         if not batch.requests:
             self.ready.append(name)
             return
+        task.rounds += 1
+        if self.config.dedup:
+            self.unresolved.append(name)  # resolved with its round (see the module docstring)
+            return
         for index, request in enumerate(batch.requests):
             self._resolve(name, index, request)
+
+    def _resolve_round(self) -> None:
+        """Resolve the requests of the earliest round once every live phase has yielded it."""
+        if not self.unresolved:
+            return
+        current = min(task.rounds for task in self.tasks.values())
+        due = [n for n in self.tasks if n in self.unresolved and self.tasks[n].rounds == current]
+        for name in due:  # the phases' fixed order: independent of result arrival
+            self.unresolved.remove(name)
+            for index, request in enumerate(self.tasks[name].requests):
+                self._resolve(name, index, request)
 
     def _fill(self, name: str, index: int, result: Result) -> None:
         task = self.tasks[name]
@@ -228,6 +261,8 @@ class _Scheduler:
             self.waiters[cid].append((name, index))
             return
         record = self.store.recorded(cid)
+        if record is not None and record.get("retryable"):
+            record = None  # a timeout is no verdict: train it again
         if record is not None:
             result = Result.from_raw(record)
             self.cache[cid] = (request, result)
@@ -240,7 +275,7 @@ class _Scheduler:
         if not self._budget_left():
             return  # the request stays unanswered: its phase stops here
         self.inflight[cid] = request
-        self.executor.submit(cid, self.job_factory(request), timeout_s=self.config.timeout_s)
+        self.executor.submit(cid, self.job_factory(request), timeout_s=self.config.kill_after_s)
 
     def _note_best(self, request: Request, result: Result) -> None:
         if result.ok and result.fitness is not None and request.stage in self.best_by_stage:
@@ -291,8 +326,17 @@ class _Scheduler:
             "finished": round(outcome.started + outcome.wall_s, 3),
             "elapsed_s": round(self.elapsed(), 3),
         }
+        if result.status is Status.TIMEOUT:
+            record["retryable"] = True
+            self.timeouts += 1
+            log.warning(
+                "%s timed out (%s); resume the run to train it again",
+                entry.candidate.text,
+                result.reason,
+            )
         self.store.append(record)
-        self.cache[cid] = (request, result)
+        if result.status is not Status.TIMEOUT:  # a timeout is never shared with the class
+            self.cache[cid] = (request, result)
         self._note_best(request, result)
         for name, index in self.waiters.pop(cid):
             self._fill(name, index, result)
@@ -304,6 +348,9 @@ class _Scheduler:
                 name = self.ready.popleft()
                 task = self.tasks[name]
                 self._advance(name, list(task.results))  # type: ignore[arg-type]
+            self._resolve_round()
+            if self.ready:
+                continue
             if not self.inflight:
                 break
             self._budget_left()
@@ -367,6 +414,7 @@ def run_search(
         trained=sched.trained,
         replayed=sched.replayed,
         cached=sched.cached,
+        timeouts=sched.timeouts,
         rejections=dict(sorted(engine.rejections.items())),
         wall_s=time.monotonic() - sched.t0,
         elapsed_s=sched.elapsed(),

@@ -386,6 +386,7 @@ class ParticleGA:
                 {
                     "slot": j,
                     "key": e.key,
+                    "fingerprint": e.fingerprint,
                     "status": r.status,
                     "fitness": r.fitness,
                     "tries": tries[j],

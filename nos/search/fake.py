@@ -17,11 +17,17 @@ same way:
 ``busy_s``        seconds each evaluation keeps a core busy (a stand-in for training, for
                   throughput measurements)
 ``pid_dir``       write ``<pid_dir>/<pid>.pid`` while evaluating (tests kill workers by it)
+``train``         ``true``: score by really training instead of by a hash. A small float32
+                  tanh network is fitted for ``train_steps`` (30) steps by the
+                  candidate's :class:`~nos.optim.SymbolicOptimizer`, with the check's sign;
+                  the fitness is 1 / (1 + final loss). Candidates of one fingerprint class
+                  then score slightly differently, as they do in real training.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import signal
 import time
@@ -68,6 +74,8 @@ def evaluate(payload: dict[str, Any]) -> dict[str, Any]:
         x = 0.0
         while time.perf_counter() < end:
             x = sum(i * 0.5 for i in range(1000)) + x * 1e-9
+        if opts.get("train"):
+            return _trained(payload, seeds, int(opts.get("train_steps", 30)))
         return _score(identity, stage, seeds, opts)
     finally:
         if pid_file is not None:
@@ -115,6 +123,55 @@ def _score(identity: str, stage: str, seeds: list[int], opts: dict[str, Any]) ->
     }
 
 
+def _trained(payload: dict[str, Any], seeds: list[int], steps: int) -> dict[str, Any]:
+    """Fit a seeded two-layer tanh network to a regression (the ``train`` option)."""
+    import torch
+
+    from nos.optim import SymbolicOptimizer
+
+    per_seed = []
+    for seed in seeds:
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.randn(64, 8, generator=gen)
+        y = torch.sin(x @ torch.randn(8, 1, generator=gen))
+        w1 = torch.nn.Parameter(0.5 * torch.randn(8, 16, generator=gen))
+        w2 = torch.nn.Parameter(0.5 * torch.randn(16, 1, generator=gen))
+        opt = SymbolicOptimizer(
+            [w1, w2],
+            payload["candidate"],
+            lr=float(payload.get("lr_hint") or 1e-2),
+            total_steps=steps,
+            warmup=steps // 5,
+            flip=bool(payload.get("flip")),
+            grammar=str(payload["grammar"]),
+        )
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = ((torch.tanh(x @ w1) @ w2 - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            final = float(((torch.tanh(x @ w1) @ w2 - y) ** 2).mean())
+        if not math.isfinite(final):
+            return {
+                "status": "diverged",
+                "fitness": None,
+                "reason": "non-finite loss",
+                "steps": steps,
+                "wall_s": 0.0,
+            }
+        per_seed.append(1.0 / (1.0 + final))
+    return {
+        "status": "ok",
+        "fitness": sum(per_seed) / len(per_seed),
+        "fitness_per_seed": per_seed,
+        "reason": "",
+        "lr": payload.get("lr_hint"),
+        "steps": steps * len(seeds),
+        "wall_s": 0.0,
+    }
+
+
 def job_payload(request: Any, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The payload of :func:`evaluate` for a search request."""
     entry = request.entry
@@ -126,5 +183,7 @@ def job_payload(request: Any, options: dict[str, Any] | None = None) -> dict[str
         "fingerprint": entry.fingerprint,
         "stage": request.stage,
         "seeds": list(request.seeds),
+        "flip": entry.check.flip,
+        "lr_hint": entry.check.lr,
         "fake": dict(options or {}),
     }

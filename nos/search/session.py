@@ -186,17 +186,12 @@ def _job_setup(
             flip=entry.check.flip,
             lr_hint=entry.check.lr,
             lr_grid="paper",
-            timeout_s=config.timeout_s,
+            timeout_s=config.soft_timeout_s,
             data_dir=execution.data_dir or None,
             device=execution.device,
         ).to_dict()
 
     return "nos.search.worker:evaluate_job", real_job
-
-
-def hard_timeout(config: SearchConfig) -> float:
-    """The executor's kill limit: the evaluator's own (soft) timeout plus a margin."""
-    return config.timeout_s * 1.25 + 30.0
 
 
 def execute(
@@ -220,7 +215,7 @@ def execute(
             execution.executor,
             function,
             workers=execution.n_workers,
-            timeout_s=hard_timeout(config),
+            timeout_s=config.kill_after_s,
         )
     except ValueError as exc:
         raise NosError(str(exc)) from None
@@ -243,6 +238,7 @@ def execute(
             "stop_reason": outcome.stop_reason,
             "evaluations": store.evaluations,
             "cached": outcome.cached,
+            "timeouts": outcome.timeouts,
             "rejections": outcome.rejections,
             "elapsed_s": round(outcome.elapsed_s, 3),
         }

@@ -391,12 +391,20 @@ class RunStore:
     def evaluations(self) -> int:
         return len(self._evals)
 
+    @property
+    def retryable(self) -> int:
+        """Evaluations whose latest record is a retryable one (a timeout)."""
+        return sum(1 for r in self._evals.values() if r.get("retryable"))
+
     def finished(self) -> bool:
-        return "done" in self._origins
+        """Whether the run has ended with nothing left to train again."""
+        return "done" in self._origins and not self.retryable
 
     def finish(self, summary: dict[str, Any]) -> None:
-        """Append the final ``done`` record (once per run)."""
-        self.append_once({"type": "done", "origin": "done", **summary})
+        """Append a ``done`` record; a run resumed to retry timeouts ends with another."""
+        ends = sum(1 for origin in self._origins if origin.partition("/")[0] == "done")
+        origin = "done" if ends == 0 else f"done/{ends + 1}"
+        self.append_once({"type": "done", "origin": origin, **summary})
 
     def sync(self) -> None:
         if self._dirty:

@@ -57,7 +57,7 @@ def resolve_device(text: str | torch.device) -> torch.device:
         raise NosError(f"device {text!r}: no CUDA GPU is visible on this machine")
     if index is not None and int(index) >= count:
         raise NosError(f"device {text!r}: only {count} GPU(s) visible (cuda:0..cuda:{count - 1})")
-    return torch.device("cuda", int(index) if index is not None else None)
+    return torch.device("cuda") if index is None else torch.device("cuda", int(index))
 
 
 def make_deterministic(device: torch.device) -> None:
