@@ -20,6 +20,8 @@ from nos.baselines import (
 )
 from nos.errors import NosError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 STEPS = 20
 
 
