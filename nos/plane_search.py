@@ -39,51 +39,70 @@ from nos.errors import NosError
 __all__ = ["ACTIVATIONS", "LOSSES", "STRUCTURES", "PlaneSearch", "Subspace", "plane_search_for"]
 
 LOSSES = ("mse", "logistic", "cross_entropy")
+# A Newton decrement below this (relative) ends the search after one more full step when phi
+# falls by what its quadratic model predicts.
+_FINAL = 1e-4
 STRUCTURES = ("linear", "two_layer")
 
 
-def _tanh(z: Tensor, order: int) -> tuple[Tensor, ...]:
-    h = torch.tanh(z)
+# Each returns act(z), then act'(z) from order 1 and act''(z) (None where it is 0) at order
+# 2, with fused ops: these arrays are n x hidden, the largest the inner search touches.
+
+
+def _tanh(z: Tensor, order: int) -> tuple[Tensor | None, ...]:
+    # tanh z = 2 sigmoid(2z) - 1: torch's CPU tanh is several times slower than its sigmoid
+    h = torch.sigmoid(z * 2.0).mul_(2.0).sub_(1.0)
     if order == 0:
         return (h,)
-    d1 = 1.0 - h * h
-    return h, d1, -2.0 * h * d1
+    d1 = torch.addcmul(h.new_ones(()), h, h, value=-1.0)  # 1 - h^2
+    if order == 1:
+        return h, d1
+    return h, d1, torch.addcmul(h.new_zeros(()), h, d1, value=-2.0)
 
 
-def _sigmoid(z: Tensor, order: int) -> tuple[Tensor, ...]:
+def _sigmoid(z: Tensor, order: int) -> tuple[Tensor | None, ...]:
     h = torch.sigmoid(z)
     if order == 0:
         return (h,)
-    d1 = h * (1.0 - h)
-    return h, d1, d1 * (1.0 - 2.0 * h)
+    d1 = torch.addcmul(h, h, h, value=-1.0)  # h (1 - h)
+    if order == 1:
+        return h, d1
+    return h, d1, torch.addcmul(d1, d1, h, value=-2.0)
 
 
-def _relu(z: Tensor, order: int) -> tuple[Tensor, ...]:
+def _relu(z: Tensor, order: int) -> tuple[Tensor | None, ...]:
     h = torch.relu(z)
     if order == 0:
         return (h,)
-    return h, (z > 0).to(z.dtype), torch.zeros_like(z)
+    d1 = (z > 0).to(z.dtype)
+    return (h, d1) if order == 1 else (h, d1, None)
 
 
-def _softplus(z: Tensor, order: int) -> tuple[Tensor, ...]:
+def _softplus(z: Tensor, order: int) -> tuple[Tensor | None, ...]:
     h = F.softplus(z)
     if order == 0:
         return (h,)
-    s = torch.sigmoid(z)
-    return h, s, s * (1.0 - s)
+    sig = torch.sigmoid(z)
+    if order == 1:
+        return h, sig
+    return h, sig, torch.addcmul(sig, sig, sig, value=-1.0)
 
 
-def _silu(z: Tensor, order: int) -> tuple[Tensor, ...]:
-    s = torch.sigmoid(z)
-    h = z * s
+def _silu(z: Tensor, order: int) -> tuple[Tensor | None, ...]:
+    sig = torch.sigmoid(z)
+    h = z * sig
     if order == 0:
         return (h,)
-    ds = s * (1.0 - s)
-    return h, s + z * ds, ds * (2.0 + z * (1.0 - 2.0 * s))
+    ds = torch.addcmul(sig, sig, sig, value=-1.0)  # sig'
+    d1 = torch.addcmul(sig, z, ds)  # sig + z sig'
+    if order == 1:
+        return h, d1
+    d2 = torch.add(z, h, alpha=-2.0).add_(2.0).mul_(ds)  # sig' (2 + z (1 - 2 sig))
+    return h, d1, d2
 
 
-#: Activation name -> function giving (act, act', act'') of a tensor (only act at order 0).
-ACTIVATIONS: dict[str, Callable[[Tensor, int], tuple[Tensor, ...]]] = {
+#: Activation name -> function of (z, order) giving act(z) and its derivatives up to order.
+ACTIVATIONS: dict[str, Callable[[Tensor, int], tuple[Tensor | None, ...]]] = {
     "tanh": _tanh,
     "sigmoid": _sigmoid,
     "relu": _relu,
@@ -126,7 +145,8 @@ class _Loss:
             scale = 2.0 / r.numel()
 
             def form(j: Tensor) -> Tensor:
-                return scale * torch.einsum("ank,bnk->ab", j, j)
+                jf = j.flatten(1)
+                return scale * (jf @ jf.T)
 
             return (r * r).mean(), scale * r, form
         if self.kind == "logistic":
@@ -134,7 +154,7 @@ class _Loss:
             w = p * (1.0 - p) / n
 
             def form(j: Tensor) -> Tensor:
-                return torch.einsum("ank,bnk->ab", j * w, j)
+                return (j * w).flatten(1) @ j.flatten(1).T
 
             return self.value(o), (p - self.y) / n, form
         logp = torch.log_softmax(o, dim=1)
@@ -144,7 +164,7 @@ class _Loss:
         def form(j: Tensor) -> Tensor:
             jp = j * p
             s = jp.sum(dim=2)
-            return (torch.einsum("ank,bnk->ab", jp, j) - torch.einsum("an,bn->ab", s, s)) / n
+            return (jp.flatten(1) @ j.flatten(1).T - s @ s.T) / n
 
         return loss, (p - self.onehot) / n, form
 
@@ -159,7 +179,7 @@ class _Layer:
     d_bias: Tensor | None = None
     m_weight: Tensor | None = None  # the previous step
     m_bias: Tensor | None = None
-    gram: Tensor | None = None  # inner products of (W, D, M) for the L2 term
+    gram: np.ndarray | None = None  # inner products of (W, D, M) for the L2 term
 
     def params(self) -> list[Tensor]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])
@@ -170,99 +190,113 @@ class Subspace:
 
     ``s`` has one (alpha, beta) pair per layer: (a, b) for a linear model, (a1, b1, a2, b2)
     for a 2-layer network. :meth:`value` and :meth:`derivatives` (value, gradient and
-    Hessian in s) touch only the arrays kept here, never the data matrix X.
+    Hessian in s) touch only the arrays kept here, never the data matrix X: the first
+    layer's pre-activations ``z`` (n x width) at s = 0 and ``zdm`` (n x 2 x width), the
+    products of X with the first layer's two directions.
+
+    Products with a few outputs are computed as (outputs x n) and read transposed: MKL
+    runs them several times faster that way round.
     """
 
-    def __init__(self, opt: PlaneSearch, z: Tensor, zd: Tensor, zm: Tensor):
-        self.opt, self.z, self.zd, self.zm = opt, z, zd, zm
+    def __init__(self, opt: PlaneSearch, z: Tensor, zdm: Tensor):
+        self.opt, self.z, self.zdm = opt, z, zdm
+        self.zd, self.zm = zdm[:, 0], zdm[:, 1]
         self.layers = opt._layers
         self.dim = 2 * len(self.layers)
+        if len(self.layers) == 1:
+            self._jac = zdm.transpose(0, 1).contiguous()  # the outputs are linear in s
+        else:
+            two = self.layers[1]
+            self._dm2 = torch.cat([two.d_weight, two.m_weight])  # (2k, h)
+            self._dmc = None
+            if two.bias is not None:
+                self._dmc = torch.cat([two.d_bias, two.m_bias])
+            # products of the directions, for the second derivatives through act''
+            self._squares = torch.stack(
+                [self.zd * self.zd, self.zd * self.zm, self.zm * self.zm]
+            ).view(3, -1)
 
-    def _l2(self, s: Tensor, order: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def _l2(self, s: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         lam = self.opt._l2
-        zero = s.new_zeros(())
+        grad, hess = np.zeros(self.dim), np.zeros((self.dim, self.dim))
         if lam == 0.0:
-            return zero, None, None
-        val, grad = zero, s.new_zeros(self.dim)
-        hess = s.new_zeros(self.dim, self.dim)
+            return 0.0, grad, hess
+        val = 0.0
         for i, layer in enumerate(self.layers):
             q = layer.gram
-            c = torch.cat([s.new_ones(1), s[2 * i : 2 * i + 2]])
-            val = val + 0.5 * lam * (c @ q @ c)
-            if order:
-                grad[2 * i : 2 * i + 2] = lam * (q[1:] @ c)
-                hess[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = lam * q[1:, 1:]
+            c = np.array([1.0, s[2 * i], s[2 * i + 1]])
+            val += 0.5 * lam * float(c @ q @ c)
+            grad[2 * i : 2 * i + 2] = lam * (q[1:] @ c)
+            hess[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = lam * q[1:, 1:]
         return val, grad, hess
 
-    def _outputs(self, s: Tensor, order: int) -> tuple[Tensor, ...]:
-        """Outputs at s and, for order 2, what the derivatives need."""
-        a1, b1 = s[0], s[1]
-        z = self.z + a1 * self.zd + b1 * self.zm
-        if len(self.layers) == 1:
-            return (z,)
-        act = ACTIVATIONS[self.opt._activation]
+    def _pre_activations(self, s: np.ndarray) -> Tensor:
+        return torch.add(self.z, self.zd, alpha=float(s[0])).add_(self.zm, alpha=float(s[1]))
+
+    def _outputs(self, h: Tensor, s: np.ndarray, directions: bool = False) -> tuple[Tensor, ...]:
+        """The second layer at s: its outputs (n x k), its weight and, with ``directions``,
+        its two directions' outputs (n x 2k), from one product with h."""
         two = self.layers[1]
-        a2, b2 = s[2], s[3]
-        v = two.weight + a2 * two.d_weight + b2 * two.m_weight
-        out = act(z, order)
-        o = out[0] @ v.T
+        a2, b2 = float(s[2]), float(s[3])
+        v = torch.add(two.weight.detach(), two.d_weight, alpha=a2).add_(two.m_weight, alpha=b2)
+        c = None
         if two.bias is not None:
-            o = o + (two.bias + a2 * two.d_bias + b2 * two.m_bias)
-        return (o, v, *out)
+            c = torch.add(two.bias.detach(), two.d_bias, alpha=a2).add_(two.m_bias, alpha=b2)
+        if not directions:
+            return ((v @ h.T).T if c is None else torch.addmm(c[:, None], v, h.T).T), v
+        k = v.shape[0]
+        both = torch.cat([v, self._dm2]) @ h.T  # (3k, n)
+        o, j2 = both[:k].T, both[k:].T
+        if c is not None:
+            o = o + c
+            j2 = j2 + self._dmc
+        return o, v, j2
 
     @torch.no_grad()
-    def value(self, s: Tensor) -> float:
+    def value(self, s: Sequence[float]) -> float:
         """phi(s), the full objective (mean loss plus the L2 term) at step sizes s."""
-        o = self._outputs(s, 0)[0]
-        return float(self.opt._loss.value(o) + self._l2(s, 0)[0])
+        s = np.asarray(s, dtype=float)
+        o = self._pre_activations(s)
+        if len(self.layers) == 2:
+            o = self._outputs(ACTIVATIONS[self.opt._activation](o, 0)[0], s)[0]
+        return float(self.opt._loss.value(o)) + self._l2(s)[0]
 
     @torch.no_grad()
-    def derivatives(self, s: Tensor) -> tuple[float, Tensor, Tensor]:
-        """phi(s), its gradient and its Hessian in s (float64 tensors on the CPU)."""
+    def derivatives(self, s: Sequence[float]) -> tuple[float, np.ndarray, np.ndarray]:
+        """phi(s), its gradient and its Hessian in s (float64 numpy arrays)."""
+        s = np.asarray(s, dtype=float)
         loss = self.opt._loss
-        got = self._outputs(s, 2)
+        z = self._pre_activations(s)
         if len(self.layers) == 1:
-            o = got[0]
-            val, g, form = loss.derivatives(o)
-            jac = torch.stack([self.zd, self.zm])
-            grad = torch.einsum("jnk,nk->j", jac, g)
+            val, g, form = loss.derivatives(z)
+            jac = self._jac
+            grad = jac.flatten(1) @ g.reshape(-1)
             hess = form(jac)
         else:
-            o, v, h, d1, d2 = got
-            two = self.layers[1]
+            n, k = z.shape[0], self._dm2.shape[0] // 2
+            h, d1, d2 = ACTIVATIONS[self.opt._activation](z, 2)
+            o, v, j2 = self._outputs(h, s, directions=True)
             val, g, form = loss.derivatives(o)
-            ja, jb = d1 * self.zd, d1 * self.zm  # d act(z) / d a1, d b1
-            j2 = h @ torch.cat([two.d_weight, two.m_weight]).T  # (n, 2k)
-            k = v.shape[0]
-            j_a2, j_b2 = j2[:, :k], j2[:, k:]
-            if two.bias is not None:
-                j_a2, j_b2 = j_a2 + two.d_bias, j_b2 + two.m_bias
-            jac = torch.stack([ja @ v.T, jb @ v.T, j_a2, j_b2])
-            grad = torch.einsum("jnk,nk->j", jac, g)
+            # output Jacobian: through the first layer (a1, b1), then the second (a2, b2)
+            jab = d1[:, None, :] * self.zdm  # d act(z) / d(a1, b1), (n, 2, h)
+            j1 = (v @ jab.view(2 * n, -1).T).T.reshape(n, 2, k)
+            jac = torch.cat([j1, j2.reshape(n, 2, k)], dim=1).transpose(0, 1).contiguous()
+            grad = jac.flatten(1) @ g.reshape(-1)
             hess = form(jac)
-            # second derivatives of the outputs, contracted with G without forming them
-            gv, gd, gm = (g @ torch.cat([v, two.d_weight, two.m_weight], 1)).split(v.shape[1], 1)
-            pv = d2 * gv
-            t = torch.stack(
-                [
-                    (pv * self.zd * self.zd).sum(),
-                    (pv * self.zd * self.zm).sum(),
-                    (pv * self.zm * self.zm).sum(),
-                    (ja * gd).sum(),
-                    (ja * gm).sum(),
-                    (jb * gd).sum(),
-                    (jb * gm).sum(),
-                ]
-            )
-            second = torch.zeros(4, 4, dtype=t.dtype, device=t.device)
-            second[0, 0], second[0, 1], second[1, 1] = t[0], t[1], t[2]
-            second[0, 2], second[0, 3], second[1, 2], second[1, 3] = t[3], t[4], t[5], t[6]
+            # second derivatives of the outputs, contracted with G without forming them:
+            # d2 o / d(a1, b1) d(a2, b2) = act'(z) (zd or zm) [D2 or M2]^T, and through act''
+            gj = (g.T @ jab.view(n, -1)).view(k, 2, -1)  # G^T d act(z) / d(a1, b1)
+            cross = torch.einsum("kih,jkh->ij", gj, self._dm2.view(2, k, -1))
+            second = torch.zeros(4, 4, dtype=hess.dtype, device=hess.device)
+            second[:2, 2:] = cross
+            if d2 is not None:
+                sq = self._squares @ (d2 * (g @ v)).view(-1)  # zd^2, zd zm and zm^2 terms
+                second[0, 0], second[0, 1], second[1, 1] = sq[0], sq[1], sq[2]
             hess = hess + second + torch.triu(second, 1).T
-        lval, lgrad, lhess = self._l2(s, 2)
-        val = val + lval
-        if lgrad is not None:
-            grad, hess = grad + lgrad, hess + lhess
-        return float(val), grad.detach().double().cpu(), hess.detach().double().cpu()
+        lval, lgrad, lhess = self._l2(s)
+        grad = grad.double().cpu().numpy() + lgrad
+        hess = hess.double().cpu().numpy() + lhess
+        return float(val) + lval, grad, hess
 
 
 class PlaneSearch(torch.optim.Optimizer):
@@ -294,14 +328,23 @@ class PlaneSearch(torch.optim.Optimizer):
         from the weights instead of being updated along the steps (bounds rounding drift).
       check_tol: relative tolerance of the check below; default 1e-8 (float64), 1e-4.
 
-    ``step(closure)`` needs a closure that zeroes the gradients, computes the objective
-    on the full batch (the mean loss above, plus the L2 term when ``l2`` is set) from the
+    ``step(closure)`` takes a closure that zeroes the gradients, computes the objective on
+    the full batch (the mean loss above, plus the L2 term when ``l2`` is set) from the
     model, calls ``backward()`` and returns it. The optimizer computes the same objective
     from its own description of the model; a difference beyond ``check_tol`` that a fresh
     computation does not explain is an error (the structure, the data or the loss do not
-    describe the model). After a step, :attr:`last_step_sizes` holds the step sizes
-    (a, b) or (a1, b1, a2, b2), :attr:`last_loss` the objective at the new weights and
-    :attr:`last_inner_iterations` the Newton iterations used.
+    describe the model).
+
+    ``step()`` without a closure computes the objective and the gradients itself (into
+    ``.grad``) from the pre-activations it keeps, without the model's forward pass: an
+    iteration then takes two products with X, as many as a fixed-LR step's forward and
+    backward passes. The weights must then change only through this optimizer (or call
+    ``step`` with a closure once after changing them), since nothing checks the kept
+    products between their periodic recomputations.
+
+    After a step, :attr:`last_step_sizes` holds the step sizes (a, b) or (a1, b1, a2, b2),
+    :attr:`last_loss` the objective at the new weights and :attr:`last_inner_iterations`
+    the evaluations of the subspace derivatives used.
     """
 
     def __init__(
@@ -371,7 +414,6 @@ class PlaneSearch(torch.optim.Optimizer):
         self._z: Tensor | None = None  # X W1^T + b1 at the current weights
         self._zm: Tensor | None = None  # X M1^T + m_b1 for the previous step M
         self._since_refresh = 0
-        self._warm: np.ndarray | None = None
         self.last_step_sizes: tuple[float, ...] = ()
         self.last_loss: float | None = None
         self.last_inner_iterations = 0
@@ -381,7 +423,6 @@ class PlaneSearch(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._z = self._zm = None  # recomputed from the loaded weights and momentum
-        self._warm = None
 
     def _momentum(self, p: Tensor) -> Tensor | None:
         return self.state[p].get("momentum") if p in self.state else None
@@ -397,11 +438,45 @@ class PlaneSearch(torch.optim.Optimizer):
         return z + bias if bias is not None else z
 
     def _refresh(self) -> None:
+        """Recompute the first layer's products from the weights and the previous step."""
         one = self._layers[0]
-        self._z = self._first_layer_product(one.weight, one.bias)
+        bias = one.bias.detach() if one.bias is not None else None
+        self._z = self._first_layer_product(one.weight.detach(), bias)
         if self._has_momentum():
-            self._zm = self._first_layer_product(one.m_weight, one.m_bias)
+            m_bias = self._momentum(one.bias) if one.bias is not None else None
+            self._zm = self._first_layer_product(self._momentum(one.weight), m_bias)
         self._since_refresh = 0
+
+    def _own_gradients(self) -> Tensor:
+        """The objective at the current weights, with its gradients put in ``.grad``,
+        computed from the kept pre-activations: one product with X (the first layer's
+        gradient), where a closure's forward and backward passes need two."""
+        if self._z is None or self._since_refresh >= self._refresh_every:
+            self._refresh()
+        one, z = self._layers[0], self._z
+        if len(self._layers) == 1:
+            val, g, _ = self._loss.derivatives(z)
+            delta = g
+        else:
+            two = self._layers[1]
+            h, d1 = ACTIVATIONS[self._activation](z, 1)
+            w2 = two.weight.detach()
+            o = (w2 @ h.T).T if two.bias is None else torch.addmm(two.bias[:, None], w2, h.T).T
+            val, g, _ = self._loss.derivatives(o)
+            _set_grad(two.weight, g.T @ h)
+            if two.bias is not None:
+                _set_grad(two.bias, g.sum(0))
+            delta = (g @ w2).mul_(d1)
+        _set_grad(one.weight, delta.T @ self._x)
+        if one.bias is not None:
+            _set_grad(one.bias, delta.sum(0))
+        val = val.detach()
+        if self._l2:
+            for layer in self._layers:
+                w = layer.weight.detach()
+                layer.weight.grad.add_(w, alpha=self._l2)
+                val = val + 0.5 * self._l2 * (w * w).sum()
+        return val
 
     # ---- one iteration -----------------------------------------------------------------
 
@@ -416,24 +491,26 @@ class PlaneSearch(torch.optim.Optimizer):
                         "must call backward() on the loss"
                     )
             layer.d_weight = -layer.weight.grad.detach()
-            layer.d_bias = -layer.bias.grad.detach() if layer.bias is not None else None
-            m_w, m_b = self._momentum(layer.weight), None
+            m_w = self._momentum(layer.weight)
+            layer.m_weight = m_w if m_w is not None else torch.zeros_like(layer.d_weight)
             if layer.bias is not None:
+                layer.d_bias = -layer.bias.grad.detach()
                 m_b = self._momentum(layer.bias)
-            layer.m_weight = m_w if m_w is not None else torch.zeros_like(layer.weight)
-            if layer.bias is not None:
-                layer.m_bias = m_b if m_b is not None else torch.zeros_like(layer.bias)
+                layer.m_bias = m_b if m_b is not None else torch.zeros_like(layer.d_bias)
             if self._l2:
-                vecs = torch.stack([layer.weight.detach(), layer.d_weight, layer.m_weight]).flatten(
-                    1
-                )
-                layer.gram = vecs @ vecs.T
+                vecs = torch.stack([layer.weight.detach(), layer.d_weight, layer.m_weight])
+                vecs = vecs.flatten(1).double()
+                layer.gram = (vecs @ vecs.T).cpu().numpy()
         if self._z is None or self._since_refresh >= self._refresh_every:
             self._refresh()
+        return Subspace(self, self._z, self._directions())
+
+    def _directions(self) -> Tensor:
+        """X D1^T + d_b1 (the one product with X per step) beside the kept X M1^T + m_b1."""
         one = self._layers[0]
-        zd = self._first_layer_product(one.d_weight, one.d_bias)  # the one product with X
+        zd = self._first_layer_product(one.d_weight, one.d_bias)
         zm = self._zm if self._zm is not None else torch.zeros_like(zd)
-        return Subspace(self, self._z, zd, zm)
+        return torch.stack([zd, zm], dim=1)
 
     def _basis(self, with_momentum: bool) -> np.ndarray:
         """Columns map the searched scalars to (a1, b1[, a2, b2])."""
@@ -443,39 +520,36 @@ class PlaneSearch(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
-        """One plane-search iteration; returns the closure's loss (before the step)."""
+        """One plane-search iteration; returns the loss before the step (the closure's)."""
+        reported = None
         if closure is None:
-            raise NosError(
-                "PlaneSearch.step needs a closure that computes the full-batch "
-                "loss and its gradients"
-            )
-        with torch.enable_grad():
-            loss = closure()
-        if not isinstance(loss, Tensor) or loss.numel() != 1:
-            raise NosError("the PlaneSearch closure must return the loss as a 1-element tensor")
-        reported = float(loss.detach())
+            loss = self._own_gradients()
+        else:
+            with torch.enable_grad():
+                loss = closure()
+            if not isinstance(loss, Tensor) or loss.numel() != 1:
+                raise NosError("the PlaneSearch closure must return the loss as a 1-element tensor")
+            reported = float(loss.detach())
         problem = self.subspace()
-        dtype = self._z.dtype
-        zero = torch.zeros(problem.dim, dtype=dtype, device=self._z.device)
-        here = problem.value(zero)
-        if not self._agrees(reported, here):
+        start = problem.derivatives(np.zeros(problem.dim))
+        if reported is not None and not self._agrees(reported, start[0]):
             self._refresh()  # the kept products may have drifted, or the weights were changed
-            zm = self._zm if self._zm is not None else torch.zeros_like(problem.zd)
-            problem = Subspace(self, self._z, problem.zd, zm)
-            here = problem.value(zero)
-            if not self._agrees(reported, here):
+            zdm = problem.zdm
+            if self._zm is not None:
+                zdm[:, 1].copy_(self._zm)
+            problem = Subspace(self, self._z, zdm)
+            start = problem.derivatives(np.zeros(problem.dim))
+            if not self._agrees(reported, start[0]):
                 raise NosError(
-                    f"the closure's loss {reported:.6g} differs from the {here:.6g} that the "
-                    f"PlaneSearch description gives ({self._structure}, {self._loss.kind}"
+                    f"the closure's loss {reported:.6g} differs from the {start[0]:.6g} that "
+                    f"the PlaneSearch description gives ({self._structure}, {self._loss.kind}"
                     f"{', ' + self._activation if self._activation else ''}, l2={self._l2}):"
                     " the structure, inputs, targets or loss do not match the model"
                 )
-        momentum = self._has_momentum()
-        basis = self._basis(momentum)
-        r, val, iters = self._newton(problem, basis, here, dtype)
+        basis = self._basis(self._has_momentum())
+        r, val, iters = self._newton(problem, basis, start)
         s = basis @ r
-        self._apply(problem, s, dtype)
-        self._warm = r if momentum else None
+        self._apply(problem, s)
         self.last_step_sizes = tuple(float(v) for v in s)
         self.last_loss = val
         self.last_inner_iterations = iters
@@ -485,62 +559,72 @@ class PlaneSearch(torch.optim.Optimizer):
         return math.isfinite(b) and abs(a - b) <= self._check_tol * max(1.0, abs(a))
 
     def _newton(
-        self, problem: Subspace, basis: np.ndarray, here: float, dtype: torch.dtype
+        self,
+        problem: Subspace,
+        basis: np.ndarray,
+        start: tuple[float, np.ndarray, np.ndarray],
     ) -> tuple[np.ndarray, float, int]:
-        """Minimise phi over span(basis) from the better of 0 and last step's solution."""
-        device = self._z.device
+        """Minimise phi over span(basis) from 0 by a safeguarded Newton method.
 
-        def full(r: np.ndarray) -> Tensor:
-            return torch.as_tensor(basis @ r, dtype=dtype, device=device)
-
+        Returns the solution in the basis, phi there and the number of evaluations of
+        the derivatives (the first, at 0, included; evaluations of values alone, a third of
+        the cost, are not counted)."""
         r = np.zeros(basis.shape[1])
-        f = here
-        if self._warm is not None and self._warm.shape == r.shape:
-            fw = problem.value(full(self._warm))
-            if fw < f:
-                r, f = self._warm.copy(), fw
-        iters = 0
+        f, g, h = start
+        iters = 1
         for _ in range(self._max_inner):
-            iters += 1
-            f, g, h = problem.derivatives(full(r))
-            g_r = basis.T @ g.numpy()
-            h_r = basis.T @ h.numpy() @ basis
+            g_r, h_r = basis.T @ g, basis.T @ h @ basis
             if not (np.all(np.isfinite(g_r)) and np.all(np.isfinite(h_r))):
                 break
             # Newton step on the eigenvalues made positive: a descent direction even where
             # phi is not convex, and a plain Newton step where it is
             lam, q = np.linalg.eigh(0.5 * (h_r + h_r.T))
-            top = float(np.max(np.abs(lam))) if lam.size else 0.0
-            floor = max(1e-10 * top, 1e-300)
+            floor = max(1e-10 * float(np.max(np.abs(lam))), 1e-300)
             delta = -(q @ ((q.T @ g_r) / np.maximum(np.abs(lam), floor)))
             decrement = float(-g_r @ delta)
             if not decrement > 2.0 * self._inner_tol * max(1.0, abs(f)):
                 break
-            t = 1.0
+            trial = r + delta
+            if decrement <= _FINAL * max(1.0, abs(f)):
+                # close: if phi falls by what its quadratic model predicts, this full step
+                # ends the search (the next decrement would be about its square); a value
+                # is a third of the cost of the derivatives
+                ft = problem.value(basis @ trial)
+                if abs((f - ft) - 0.5 * decrement) <= 0.25 * decrement:
+                    r, f = trial, ft
+                    break
+            # the full step, with the derivatives the next iteration needs (it usually holds)
+            ft, gt, ht = problem.derivatives(basis @ trial)
+            iters += 1
+            if ft <= f - 1e-4 * decrement:
+                r, f, g, h = trial, ft, gt, ht
+                continue
+            t = 0.5  # backtracking on values only
             while t > 1e-12:
                 trial = r + t * delta
-                ft = problem.value(full(trial))
+                ft = problem.value(basis @ trial)
                 if ft <= f - 1e-4 * t * decrement:
-                    r, f = trial, ft
                     break
                 t *= 0.5
             else:
                 break  # no decrease left at this precision
+            r = trial
+            f, g, h = problem.derivatives(basis @ r)
+            iters += 1
         return r, f, iters
 
-    def _apply(self, problem: Subspace, s: np.ndarray, dtype: torch.dtype) -> None:
+    def _apply(self, problem: Subspace, s: np.ndarray) -> None:
         for i, layer in enumerate(self._layers):
             a, b = float(s[2 * i]), float(s[2 * i + 1])
             pairs = [(layer.weight, layer.d_weight, layer.m_weight)]
             if layer.bias is not None:
                 pairs.append((layer.bias, layer.d_bias, layer.m_bias))
             for p, d, m in pairs:
-                step = d * a + m * b
+                step = torch.add(d * a, m, alpha=b)
                 p.add_(step)
                 self.state[p]["momentum"] = step
         # the first layer's products follow the step without touching X
-        a1, b1 = float(s[0]), float(s[1])
-        zm = problem.zd * a1 + problem.zm * b1
+        zm = torch.add(problem.zd * float(s[0]), problem.zm, alpha=float(s[1]))
         self._z = self._z + zm
         self._zm = zm
         self._since_refresh += 1
@@ -624,6 +708,13 @@ def _targets(targets: Tensor, loss: str, n: int, outputs: int, w1: Tensor) -> Te
             f"got {tuple(targets.shape)}"
         )
     return targets.to(w1.dtype)
+
+
+def _set_grad(p: Tensor, grad: Tensor) -> None:
+    if p.grad is None:
+        p.grad = grad.detach().clone()
+    else:
+        p.grad.copy_(grad)
 
 
 def plane_search_for(
