@@ -18,8 +18,10 @@ Z(alpha, beta) = Z + alpha X D^T + beta X M^T. The momentum product is the previ
 (kept from the last iteration), so one new product with X per iteration is all the search
 needs; its inner Newton iterations then work on n x outputs (linear models) or n x hidden
 arrays (2-layer networks), which is cheap next to the d-wide products with X when the inputs
-outnumber the outputs. ``tools/bench_plane_search.py`` measures an iteration against a
-fixed-LR momentum step.
+outnumber the outputs. The kept pre-activations also give the loss and the gradient without
+the model's forward pass (``step()`` without a closure): an iteration then takes two
+products with X, as many as a fixed-LR step. ``tools/bench_plane_search.py`` measures an
+iteration against a fixed-LR momentum step.
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ from nos.errors import NosError
 __all__ = ["ACTIVATIONS", "LOSSES", "STRUCTURES", "PlaneSearch", "Subspace", "plane_search_for"]
 
 LOSSES = ("mse", "logistic", "cross_entropy")
+STRUCTURES = ("linear", "two_layer")
 # A Newton decrement below this (relative) ends the search after one more full step when phi
 # falls by what its quadratic model predicts.
 _FINAL = 1e-4
-STRUCTURES = ("linear", "two_layer")
 
 
 # Each returns act(z), then act'(z) from order 1 and act''(z) (None where it is 0) at order
@@ -211,10 +213,13 @@ class Subspace:
             self._dmc = None
             if two.bias is not None:
                 self._dmc = torch.cat([two.d_bias, two.m_bias])
-            # products of the directions, for the second derivatives through act''
-            self._squares = torch.stack(
-                [self.zd * self.zd, self.zd * self.zm, self.zm * self.zm]
-            ).view(3, -1)
+            # products of the directions, for the second derivatives through act'' (none
+            # for relu, whose act'' is 0)
+            self._squares = None
+            if opt._activation != "relu":
+                self._squares = torch.stack(
+                    [self.zd * self.zd, self.zd * self.zm, self.zm * self.zm]
+                ).view(3, -1)
 
     def _l2(self, s: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         lam = self.opt._l2

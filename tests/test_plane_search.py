@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread", "one_blas_thread")
 
 @pytest.fixture
 def one_blas_thread():
-    """numpy's BLAS on one thread too: the baselines' matrix products are small."""
+    """numpy's BLAS on one thread too: the GD baselines' numpy products are small."""
     with threadpool_limits(1):
         yield
 
