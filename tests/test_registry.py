@@ -7,20 +7,27 @@ import pytest
 from nos.cli import build_parser
 from nos.cli.search import _config
 from nos.errors import NosError
-from nos.training.presets import STAGES, Preset
+from nos.training.presets import STAGES, Budget, Preset
 from nos.training.registry import (
+    KINDS,
     PRESETS,
     TaskInfo,
     get_preset,
     get_task,
     register,
+    suite,
+    suite_names,
     task_names,
 )
 
 
 @pytest.mark.parametrize("name", task_names())
-def test_every_task_has_a_preset_for_every_stage(name):
+def test_every_task_has_a_budget_and_its_protocol_a_preset_for_every_stage(name):
     info = get_task(name)
+    assert info.budget.steps > 0 and info.kind in KINDS and info.suites
+    if info.kind != "classification":
+        assert not info.presets  # the paper's protocol thresholds training accuracy
+        return
     assert set(info.presets) == set(STAGES)
     for preset in info.presets.values():
         assert preset.task == name
@@ -34,7 +41,7 @@ def test_every_task_names_a_loader_and_a_model(name):
     assert callable(info.loader()) and callable(info.model_class())
 
 
-@pytest.mark.parametrize("name", task_names())
+@pytest.mark.parametrize("name", [n for n in task_names() if get_task(n).presets])
 def test_search_uses_the_tasks_own_presets(name):
     args = build_parser().parse_args(["search", "--task", name])
     config = _config(args)
@@ -68,6 +75,7 @@ def test_register_rejects_incomplete_or_inconsistent_tasks():
     stub = {
         "data": "nos.training.data.embedded:load_digits",
         "model": "nos.training.models:DigitsMLP",
+        "budget": Budget(10),
     }
     only_init = {"init": Preset("x-init", "x")}
     with pytest.raises(ValueError, match="no preset for stage"):
@@ -80,7 +88,23 @@ def test_register_rejects_incomplete_or_inconsistent_tasks():
         register(TaskInfo("z", "z", presets=augments, **stub))
     with pytest.raises(ValueError, match="registered twice"):
         register(get_task("digits"))
-    assert "x" not in task_names() and "y" not in task_names() and "z" not in task_names()
+    with pytest.raises(ValueError, match="unknown kind"):
+        register(TaskInfo("k", "k", kind="ranking", **stub))
+    regression = {"init": Preset("r1", "r"), "particle": Preset("r2", "r")}
+    with pytest.raises(ValueError, match="needs a classification task"):
+        register(TaskInfo("r", "r", kind="regression", presets=regression, **stub))
+    assert not {"x", "y", "z", "k", "r"} & set(task_names())
+
+
+def test_suites_come_from_the_registry():
+    assert "search" in suite_names()
+    for name in suite_names():
+        assert all(name in get_task(t).suites for t in suite(name))
+    # the bench's unseen tasks are never part of the search's fitness
+    others = [t for name in suite_names() if name != "search" for t in suite(name)]
+    assert not set(suite("search")) & set(others)
+    with pytest.raises(NosError, match="unknown suite 'huge'"):
+        suite("huge")
 
 
 def test_help_lists_the_registered_tasks(capsys):

@@ -14,7 +14,7 @@ from typing import Any
 
 from nos.errors import NosError
 
-__all__ = ["PAPER_STAGES", "STAGES", "Preset", "reduced_grid"]
+__all__ = ["PAPER_STAGES", "STAGES", "Budget", "Preset", "reduced_grid"]
 
 #: The fitness stages a task gives a preset for: the initial population (spec §5.3) and the
 #: particle phase (spec §5.4).
@@ -64,6 +64,36 @@ class Preset:
         out = dataclasses.asdict(self)
         out["stages"] = [list(s) for s in self.stages]
         return out
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A task's budget for plain training to a loss: what the bench, the suite fitness and
+    their reference runs train for (:mod:`nos.training.curves`).
+
+    ``steps`` optimizer steps at ``batch_size`` (0: the whole training set, full batch), the
+    first ``warmup`` of them warming up the learning rate, validation every
+    ``eval_every`` steps; ``target`` is the validation metric whose first step counts as
+    "steps to target".
+    """
+
+    steps: int
+    batch_size: int = 128
+    warmup: int = 0
+    eval_every: int = 50
+    target: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 0 or self.eval_every < 1:
+            raise ValueError(f"bad budget {self}")
+        if not 0 <= self.warmup < self.steps:
+            raise ValueError(f"warmup must be in [0, steps), got {self.warmup}")
+
+    def replace(self, **changes: Any) -> Budget:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def reduced_grid(hint: float, factor: float = 10.0) -> tuple[tuple[float, ...], ...]:

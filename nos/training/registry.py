@@ -18,9 +18,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nos.errors import NosError
-from nos.training.presets import STAGES, Preset
+from nos.training.presets import STAGES, Budget, Preset
 
-__all__ = ["PRESETS", "TaskInfo", "get_preset", "get_task", "register", "task_names"]
+__all__ = [
+    "KINDS",
+    "PRESETS",
+    "Kind",
+    "TaskInfo",
+    "get_preset",
+    "get_task",
+    "register",
+    "suite",
+    "suite_names",
+    "task_names",
+]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a kind of task optimises and reports: its loss and its validation metric."""
+
+    loss: str  # "cross_entropy" or "mse"
+    metric: str  # "accuracy", "mse" or "loss"
+    higher_is_better: bool
+
+
+#: The kinds of task. A language model's metric is its loss in nats per token.
+KINDS: dict[str, Kind] = {
+    "classification": Kind("cross_entropy", "accuracy", True),
+    "regression": Kind("mse", "mse", False),
+    "language-model": Kind("cross_entropy", "loss", False),
+}
 
 
 @dataclass(frozen=True)
@@ -34,7 +62,13 @@ class TaskInfo:
         directory as first argument (``needs_data_dir``), the others only options.
       model: ``"module:class"`` of the network, called as ``model(generator=...,
         **model_options, **preset options)``.
-      presets: a :class:`Preset` for every fitness stage of :data:`STAGES`.
+      budget: plain training to a loss (:class:`Budget`), for the bench and the suite
+        fitness.
+      kind: a key of :data:`KINDS` (classification, regression, language-model).
+      presets: a :class:`Preset` of the paper's protocol for every fitness stage of
+        :data:`STAGES`; only classification tasks have them (the protocol's thresholds
+        are training accuracies).
+      suites: the named suites (``--suite``) the task belongs to.
       augmentable: whether the paper's image pipeline (normalisation, pad-crop, flip,
         cutout) applies; a preset with ``augment=True`` needs it.
     """
@@ -43,10 +77,17 @@ class TaskInfo:
     summary: str
     data: str
     model: str
-    presets: Mapping[str, Preset]
+    budget: Budget
+    kind: str = "classification"
+    presets: Mapping[str, Preset] = field(default_factory=dict)
+    suites: tuple[str, ...] = ()
     needs_data_dir: bool = False
     augmentable: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> Kind:
+        return KINDS[self.kind]
 
     def loader(self) -> Callable[..., Any]:
         return _resolve(self.data)
@@ -69,9 +110,13 @@ def register(info: TaskInfo) -> TaskInfo:
     """Add a task; its presets become available by name. Returns ``info``."""
     if info.name in _TASKS:
         raise ValueError(f"task {info.name!r} is registered twice")
+    if info.kind not in KINDS:
+        raise ValueError(f"task {info.name!r} has unknown kind {info.kind!r}")
     missing = [s for s in STAGES if s not in info.presets]
-    if missing:
+    if info.presets and missing:
         raise ValueError(f"task {info.name!r} has no preset for stage(s) {missing}")
+    if info.presets and info.kind != "classification":
+        raise ValueError(f"task {info.name!r}: the paper's protocol needs a classification task")
     for preset in info.presets.values():
         if preset.task != info.name:
             raise ValueError(
@@ -90,6 +135,19 @@ def register(info: TaskInfo) -> TaskInfo:
 
 def task_names() -> tuple[str, ...]:
     return tuple(_TASKS)
+
+
+def suite_names() -> tuple[str, ...]:
+    """The named suites, in the order their first task was registered."""
+    return tuple(dict.fromkeys(s for info in _TASKS.values() for s in info.suites))
+
+
+def suite(name: str) -> tuple[str, ...]:
+    """The tasks of the suite ``name``, in registration order."""
+    tasks = tuple(n for n, info in _TASKS.items() if name in info.suites)
+    if not tasks:
+        raise NosError(f"unknown suite {name!r}; choose one of {', '.join(suite_names())}")
+    return tasks
 
 
 def get_task(name: str) -> TaskInfo:
@@ -131,9 +189,12 @@ register(
         "CIFAR-10 from disk, the paper's ConvNet (spec §5)",
         data=f"{_DATA}.cifar10:load_cifar10",
         model=f"{_MODELS}:ConvNet",
+        budget=Budget(5000, batch_size=128, warmup=250, eval_every=500, target=0.7),
         presets={"init": _PAPER_INIT, "particle": _PAPER},
+        suites=("cifar",),
         needs_data_dir=True,
         augmentable=True,
+        model_options={"width": 48},
     )
 )
 
@@ -145,6 +206,8 @@ register(
         "Flowers102 from disk at 32x32, the paper's ConvNet with 102 classes",
         data=f"{_DATA}.flowers102:load_flowers102",
         model=f"{_MODELS}:ConvNet",
+        budget=Budget(2000, batch_size=128, warmup=100, eval_every=200, target=0.3),
+        suites=("cifar",),
         presets={
             "init": Preset(
                 "flowers102-init",
@@ -172,7 +235,7 @@ register(
         },
         needs_data_dir=True,
         augmentable=True,
-        model_options={"num_classes": 102},
+        model_options={"num_classes": 102, "width": 48},
     )
 )
 
@@ -187,7 +250,9 @@ register(
         "8x8 handwritten digits (scikit-learn, embedded), an MLP",
         data=f"{_DATA}.embedded:load_digits",
         model=f"{_MODELS}:DigitsMLP",
+        budget=Budget(400, batch_size=128, warmup=20, eval_every=50, target=0.95),
         presets={"init": _QUICK, "particle": _QUICK},
+        suites=("search",),
     )
 )
 
@@ -201,6 +266,8 @@ register(
         "MNIST-1D signals (generated), a 1-D CNN",
         data=f"{_DATA}.embedded:load_mnist1d",
         model=f"{_MODELS}:Mnist1dCNN",
+        budget=Budget(600, batch_size=128, warmup=30, eval_every=100, target=0.6),
         presets={"init": _MNIST1D, "particle": _MNIST1D},
+        suites=("search",),
     )
 )

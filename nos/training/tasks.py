@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nos.training.data import augment_batch, channel_stats, load_dataset, normalize, to_tensor
 from nos.training.models import build_model
-from nos.training.registry import get_task, task_names
+from nos.training.registry import KINDS, get_task, task_names
 
 __all__ = ["TASKS", "BatchOrder", "Task", "load_task", "worker_init"]
 
@@ -98,7 +99,11 @@ class BatchOrder:
 
 @dataclass(frozen=True, eq=False)
 class Task:
-    """A data set resident as tensors, with its model and training-batch pipeline."""
+    """A data set resident as tensors, with its model and training-batch pipeline.
+
+    ``kind`` (a key of :data:`nos.training.registry.KINDS`) decides the loss and the
+    metric; the test split is there only when it was asked for (``include_test=True``).
+    """
 
     name: str
     train_x: torch.Tensor
@@ -108,6 +113,51 @@ class Task:
     num_classes: int
     augment: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "classification"
+    test_x: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch: cross-entropy (per sample or per token) or MSE."""
+        if KINDS[self.kind].loss == "mse":
+            return F.mse_loss(out, y)
+        if out.ndim == 3:  # (batch, positions, classes): a sequence of predictions
+            return F.cross_entropy(out.flatten(0, 1), y.flatten())
+        return F.cross_entropy(out, y)
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if name == "validation":
+            return self.val_x, self.val_y
+        if name == "test":
+            if self.test_x is None or self.test_y is None:
+                raise ValueError(f"task {self.name!r} was loaded without its test split")
+            return self.test_x, self.test_y
+        if name == "train":
+            return self.train_x, self.train_y
+        raise ValueError(f"unknown split {name!r}")
+
+    @torch.no_grad()
+    def evaluate(
+        self, model: nn.Module, split: str = "validation", *, chunk: int = 2048
+    ) -> tuple[float, float]:
+        """(mean loss, metric) of ``model`` on a split, in evaluation mode (restores its
+        mode). The metric is the kind's: accuracy, MSE, or the loss itself."""
+        x, y = self.split(split)
+        was_training = model.training
+        model.eval()
+        total, correct, count = 0.0, 0, 0
+        for start in range(0, len(y), chunk):
+            out = model(x[start : start + chunk])
+            target = y[start : start + chunk]
+            n = len(target)
+            total += float(self.loss(out, target)) * n
+            if KINDS[self.kind].metric == "accuracy":
+                correct += int((out.argmax(-1) == target).sum())
+            count += n
+        model.train(was_training)
+        loss = total / count
+        metric = {"accuracy": correct / count, "mse": loss, "loss": loss}[KINDS[self.kind].metric]
+        return loss, metric
 
     @property
     def device(self) -> torch.device:
@@ -144,7 +194,7 @@ class Task:
 
 
 def _tensors(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
-    return to_tensor(x, device), torch.from_numpy(np.array(y, dtype=np.int64)).to(device)
+    return to_tensor(x, device), torch.from_numpy(np.ascontiguousarray(y)).to(device)
 
 
 @functools.lru_cache(maxsize=4)
@@ -161,18 +211,24 @@ def _load_cached(
     if augment and not get_task(name).augmentable:
         raise ValueError(f"task {name!r} has no augmentation pipeline")
     dev = torch.device(device)
+    info = get_task(name)
     data = load_dataset(name, data_dir, **dict(options))
     train_x, val_x = data.train.x, data.validation.x
+    test_x = data.test.x if data.test is not None else None
     if augment:
         # Statistics over train + validation: the reference normalised with all 50k images.
         mean, std = channel_stats(train_x, val_x)
         train_x, val_x = normalize(train_x, mean, std), normalize(val_x, mean, std)
+        test_x = normalize(test_x, mean, std) if test_x is not None else None
     tx, ty = _tensors(train_x, data.train.y, dev)
     vx, vy = _tensors(val_x, data.validation.y, dev)
+    ex = ey = None
+    if test_x is not None and data.test is not None:
+        ex, ey = _tensors(test_x, data.test.y, dev)
     model_options: dict[str, Any] = {}
     if width is not None:
         model_options["width"] = width
-    return Task(name, tx, ty, vx, vy, data.num_classes, augment, model_options)
+    return Task(name, tx, ty, vx, vy, data.num_classes, augment, model_options, info.kind, ex, ey)
 
 
 def load_task(

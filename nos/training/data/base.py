@@ -43,14 +43,19 @@ class DataError(NosError):
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """Inputs ``x`` (one sample per leading index) and their ``int64`` labels ``y``."""
+    """Inputs ``x`` (one sample per leading index) and their targets ``y``: ``int64`` class
+    indices (one per sample, or one per position of a sequence) or ``float32`` regression
+    targets."""
 
     x: np.ndarray
     y: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.y.ndim != 1 or self.y.dtype != np.int64:
-            raise ValueError(f"labels must be a 1-D int64 array, got {self.y.dtype}{self.y.shape}")
+        if self.y.dtype == np.int64:
+            if self.y.ndim not in (1, 2):
+                raise ValueError(f"class labels must be 1-D or 2-D, got shape {self.y.shape}")
+        elif self.y.dtype != np.float32:
+            raise ValueError(f"targets must be int64 labels or float32 values, got {self.y.dtype}")
         if len(self.x) != len(self.y):
             raise ValueError(f"{len(self.x)} inputs but {len(self.y)} labels")
 
@@ -60,7 +65,8 @@ class Split:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification data set split for the search.
+    """A data set split for the search: classes, or the number of regression outputs, in
+    ``num_classes``.
 
     ``test`` is ``None`` unless the loader was asked for it explicitly (``include_test=True``):
     the search must never see the test images.
