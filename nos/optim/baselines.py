@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import Tensor
@@ -48,6 +48,8 @@ __all__ = [
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]]
 Factory = Callable[[Params, float, float, int], torch.optim.Optimizer]
+# torch's stubs type the closure as returning a float; a loss closure returns a Tensor
+Closure = Callable[[], float] | Callable[[], Tensor]
 
 
 class Lion(torch.optim.Optimizer):
@@ -75,9 +77,15 @@ class Lion(torch.optim.Optimizer):
             raise NosError(f"Lion betas must lie in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+    @overload
+    def step(self, closure: Callable[[], Tensor]) -> Tensor: ...
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
+    def step(self, closure: Closure | None = None) -> float | Tensor | None:
+        loss: float | Tensor | None = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -135,9 +143,15 @@ class CautiousAdamW(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+    @overload
+    def step(self, closure: Callable[[], Tensor]) -> Tensor: ...
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
+    def step(self, closure: Closure | None = None) -> float | Tensor | None:
+        loss: float | Tensor | None = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -251,9 +265,15 @@ class MuonWithAdamW(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         self._link()
 
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
+    @overload
+    def step(self, closure: Callable[[], Tensor]) -> Tensor: ...
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss = None
+    def step(self, closure: Closure | None = None) -> float | Tensor | None:
+        loss: float | Tensor | None = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
@@ -264,12 +284,15 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
 def _split_for_muon(params: Params) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Param groups for Muon and for AdamW (see :class:`MuonWithAdamW`)."""
-    items = list(params)
-    groups = items if items and isinstance(items[0], dict) else [{"params": items}]
-    groups = [{**g, "params": _as_list(g["params"])} for g in groups]
+    items: list[Tensor | dict[str, Any]] = list(params)
+    given: list[dict[str, Any]] = [{"params": items}]
+    if items and isinstance(items[0], dict):
+        given = [_group(item) for item in items]
+    groups = [{**g, "params": _as_list(g["params"])} for g in given]
     matrices = [p for g in groups for p in g["params"] if p.ndim == 2]
     edge = {id(matrices[0]), id(matrices[-1])} if matrices else set()
-    muon_groups, adamw_groups = [], []
+    muon_groups: list[dict[str, Any]] = []
+    adamw_groups: list[dict[str, Any]] = []
     for group in groups:
         choice = group.pop("muon", None)
         if choice is None:
@@ -288,6 +311,12 @@ def _split_for_muon(params: Params) -> tuple[list[dict[str, Any]], list[dict[str
         if rest:
             adamw_groups.append({**group, "params": rest})
     return muon_groups, adamw_groups
+
+
+def _group(item: Tensor | dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise NosError("Muon takes a list of tensors or a list of param-group dicts, not both")
+    return item
 
 
 def _as_list(params: Tensor | Iterable[Tensor]) -> list[Tensor]:

@@ -29,9 +29,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -111,6 +112,24 @@ ACTIVATIONS: dict[str, Callable[[Tensor, int], tuple[Tensor | None, ...]]] = {
     "softplus": _softplus,
     "silu": _silu,
 }
+
+
+@overload
+def _activate(name: str | None, z: Tensor, order: Literal[0]) -> tuple[Tensor]: ...
+@overload
+def _activate(name: str | None, z: Tensor, order: Literal[1]) -> tuple[Tensor, Tensor]: ...
+@overload
+def _activate(
+    name: str | None, z: Tensor, order: Literal[2]
+) -> tuple[Tensor, Tensor, Tensor | None]: ...
+def _activate(name: str | None, z: Tensor, order: int) -> tuple[Tensor | None, ...]:
+    """The hidden activation's act(z) and derivatives up to ``order`` (see ACTIVATIONS):
+    only act'' can be None."""
+    if name is None:
+        raise NosError("a linear model has no activation")
+    return ACTIVATIONS[name](z, order)
+
+
 _ACT_MODULES: dict[type, str] = {
     nn.Tanh: "tanh",
     nn.Sigmoid: "sigmoid",
@@ -146,45 +165,63 @@ class _Loss:
             r = o - self.y
             scale = 2.0 / r.numel()
 
-            def form(j: Tensor) -> Tensor:
+            def mse_form(j: Tensor) -> Tensor:
                 jf = j.flatten(1)
                 return scale * (jf @ jf.T)
 
-            return (r * r).mean(), scale * r, form
+            return (r * r).mean(), scale * r, mse_form
         if self.kind == "logistic":
             p = torch.sigmoid(o)
             w = p * (1.0 - p) / n
 
-            def form(j: Tensor) -> Tensor:
+            def logistic_form(j: Tensor) -> Tensor:
                 return (j * w).flatten(1) @ j.flatten(1).T
 
-            return self.value(o), (p - self.y) / n, form
+            return self.value(o), (p - self.y) / n, logistic_form
         logp = torch.log_softmax(o, dim=1)
         p = logp.exp()
         loss = -logp.gather(1, self.y[:, None]).mean()
 
-        def form(j: Tensor) -> Tensor:
+        def cross_entropy_form(j: Tensor) -> Tensor:
             jp = j * p
             s = jp.sum(dim=2)
             return (jp.flatten(1) @ j.flatten(1).T - s @ s.T) / n
 
-        return loss, (p - self.onehot) / n, form
+        return loss, (p - self.onehot) / n, cross_entropy_form
 
 
 @dataclass
 class _Layer:
-    """One affine layer's weight and bias, search directions and their Gram matrix."""
+    """One affine layer's weight and bias."""
 
     weight: Tensor
     bias: Tensor | None
-    d_weight: Tensor | None = None  # the negative gradient
-    d_bias: Tensor | None = None
-    m_weight: Tensor | None = None  # the previous step
-    m_bias: Tensor | None = None
-    gram: np.ndarray | None = None  # inner products of (W, D, M) for the L2 term
 
     def params(self) -> list[Tensor]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+
+#: A parameter, its search direction D (the negative gradient) and M (the previous step).
+_Directions = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass
+class _Search:
+    """One layer's search directions at the current iteration, for its weight and (when it
+    has one) its bias."""
+
+    weight: _Directions
+    bias: _Directions | None
+
+    def all(self) -> list[_Directions]:
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+
+def _gram(weight: _Directions) -> np.ndarray:
+    """The inner products of (W, D, M), for the L2 term."""
+    w, d, m = weight
+    vecs = torch.stack([w.detach(), d, m]).flatten(1).double()
+    return (vecs @ vecs.T).cpu().numpy()
 
 
 class Subspace:
@@ -204,18 +241,20 @@ class Subspace:
         self.opt, self.z, self.zdm = opt, z, zdm
         self.zd, self.zm = zdm[:, 0], zdm[:, 1]
         self.layers = opt._layers
+        self.search = opt._search
         self.dim = 2 * len(self.layers)
+        self._grams = [_gram(layer.weight) for layer in self.search] if opt._l2 else []
+        self._dmc: Tensor | None = None
+        self._squares: Tensor | None = None
         if len(self.layers) == 1:
             self._jac = zdm.transpose(0, 1).contiguous()  # the outputs are linear in s
         else:
-            two = self.layers[1]
-            self._dm2 = torch.cat([two.d_weight, two.m_weight])  # (2k, h)
-            self._dmc = None
+            two = self.search[1]
+            self._dm2 = torch.cat([two.weight[1], two.weight[2]])  # (2k, h)
             if two.bias is not None:
-                self._dmc = torch.cat([two.d_bias, two.m_bias])
+                self._dmc = torch.cat([two.bias[1], two.bias[2]])
             # products of the directions, for the second derivatives through act'' (none
             # for relu, whose act'' is 0)
-            self._squares = None
             if opt._activation != "relu":
                 self._squares = torch.stack(
                     [self.zd * self.zd, self.zd * self.zm, self.zm * self.zm]
@@ -227,8 +266,7 @@ class Subspace:
         if lam == 0.0:
             return 0.0, grad, hess
         val = 0.0
-        for i, layer in enumerate(self.layers):
-            q = layer.gram
+        for i, q in enumerate(self._grams):
             c = np.array([1.0, s[2 * i], s[2 * i + 1]])
             val += 0.5 * lam * float(c @ q @ c)
             grad[2 * i : 2 * i + 2] = lam * (q[1:] @ c)
@@ -241,12 +279,14 @@ class Subspace:
     def _outputs(self, h: Tensor, s: np.ndarray, directions: bool = False) -> tuple[Tensor, ...]:
         """The second layer at s: its outputs (n x k), its weight and, with ``directions``,
         its two directions' outputs (n x 2k), from one product with h."""
-        two = self.layers[1]
+        two = self.search[1]
         a2, b2 = float(s[2]), float(s[3])
-        v = torch.add(two.weight.detach(), two.d_weight, alpha=a2).add_(two.m_weight, alpha=b2)
+        w, dw, mw = two.weight
+        v = torch.add(w.detach(), dw, alpha=a2).add_(mw, alpha=b2)
         c = None
         if two.bias is not None:
-            c = torch.add(two.bias.detach(), two.d_bias, alpha=a2).add_(two.m_bias, alpha=b2)
+            b, db, mb = two.bias
+            c = torch.add(b.detach(), db, alpha=a2).add_(mb, alpha=b2)
         if not directions:
             return ((v @ h.T).T if c is None else torch.addmm(c[:, None], v, h.T).T), v
         k = v.shape[0]
@@ -254,24 +294,25 @@ class Subspace:
         o, j2 = both[:k].T, both[k:].T
         if c is not None:
             o = o + c
+        if self._dmc is not None:  # set exactly when the layer has a bias, like c
             j2 = j2 + self._dmc
         return o, v, j2
 
     @torch.no_grad()
-    def value(self, s: Sequence[float]) -> float:
+    def value(self, s: npt.ArrayLike) -> float:
         """phi(s), the full objective (mean loss plus the L2 term) at step sizes s."""
-        s = np.asarray(s, dtype=float)
-        o = self._pre_activations(s)
+        point = np.asarray(s, dtype=float)
+        o = self._pre_activations(point)
         if len(self.layers) == 2:
-            o = self._outputs(ACTIVATIONS[self.opt._activation](o, 0)[0], s)[0]
-        return float(self.opt._loss.value(o)) + self._l2(s)[0]
+            o = self._outputs(_activate(self.opt._activation, o, 0)[0], point)[0]
+        return float(self.opt._loss.value(o)) + self._l2(point)[0]
 
     @torch.no_grad()
-    def derivatives(self, s: Sequence[float]) -> tuple[float, np.ndarray, np.ndarray]:
+    def derivatives(self, s: npt.ArrayLike) -> tuple[float, np.ndarray, np.ndarray]:
         """phi(s), its gradient and its Hessian in s (float64 numpy arrays)."""
-        s = np.asarray(s, dtype=float)
+        point = np.asarray(s, dtype=float)
         loss = self.opt._loss
-        z = self._pre_activations(s)
+        z = self._pre_activations(point)
         if len(self.layers) == 1:
             val, g, form = loss.derivatives(z)
             jac = self._jac
@@ -279,8 +320,8 @@ class Subspace:
             hess = form(jac)
         else:
             n, k = z.shape[0], self._dm2.shape[0] // 2
-            h, d1, d2 = ACTIVATIONS[self.opt._activation](z, 2)
-            o, v, j2 = self._outputs(h, s, directions=True)
+            h, d1, d2 = _activate(self.opt._activation, z, 2)
+            o, v, j2 = self._outputs(h, point, directions=True)
             val, g, form = loss.derivatives(o)
             # output Jacobian: through the first layer (a1, b1), then the second (a2, b2)
             jab = d1[:, None, :] * self.zdm  # d act(z) / d(a1, b1), (n, 2, h)
@@ -294,11 +335,11 @@ class Subspace:
             cross = torch.einsum("kih,jkh->ij", gj, self._dm2.view(2, k, -1))
             second = torch.zeros(4, 4, dtype=hess.dtype, device=hess.device)
             second[:2, 2:] = cross
-            if d2 is not None:
+            if d2 is not None and self._squares is not None:  # both None exactly for relu
                 sq = self._squares @ (d2 * (g @ v)).view(-1)  # zd^2, zd zm and zm^2 terms
                 second[0, 0], second[0, 1], second[1, 1] = sq[0], sq[1], sq[2]
             hess = hess + second + torch.triu(second, 1).T
-        lval, lgrad, lhess = self._l2(s)
+        lval, lgrad, lhess = self._l2(point)
         grad = grad.double().cpu().numpy() + lgrad
         hess = hess.double().cpu().numpy() + lhess
         return float(val) + lval, grad, hess
@@ -418,6 +459,7 @@ class PlaneSearch(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self._z: Tensor | None = None  # X W1^T + b1 at the current weights
         self._zm: Tensor | None = None  # X M1^T + m_b1 for the previous step M
+        self._search: list[_Search] = []  # the current iteration's directions, per layer
         self._since_refresh = 0
         self.last_step_sizes: tuple[float, ...] = ()
         self.last_loss: float | None = None
@@ -442,29 +484,38 @@ class PlaneSearch(torch.optim.Optimizer):
         z = self._x @ weight.T
         return z + bias if bias is not None else z
 
-    def _refresh(self) -> None:
-        """Recompute the first layer's products from the weights and the previous step."""
+    def _refresh(self) -> Tensor:
+        """Recompute the first layer's products from the weights and the previous step;
+        returns the pre-activations X W1^T + b1."""
         one = self._layers[0]
         bias = one.bias.detach() if one.bias is not None else None
-        self._z = self._first_layer_product(one.weight.detach(), bias)
-        if self._has_momentum():
+        z = self._first_layer_product(one.weight.detach(), bias)
+        self._z = z
+        m_weight = self._momentum(one.weight)
+        if m_weight is not None and self._has_momentum():
             m_bias = self._momentum(one.bias) if one.bias is not None else None
-            self._zm = self._first_layer_product(self._momentum(one.weight), m_bias)
+            self._zm = self._first_layer_product(m_weight, m_bias)
         self._since_refresh = 0
+        return z
+
+    def _kept_z(self) -> Tensor:
+        """X W1^T + b1 at the current weights: the kept one, recomputed when there is none
+        yet or a periodic recomputation is due."""
+        if self._z is None or self._since_refresh >= self._refresh_every:
+            return self._refresh()
+        return self._z
 
     def _own_gradients(self) -> Tensor:
         """The objective at the current weights, with its gradients put in ``.grad``,
         computed from the kept pre-activations: one product with X (the first layer's
         gradient), where a closure's forward and backward passes need two."""
-        if self._z is None or self._since_refresh >= self._refresh_every:
-            self._refresh()
-        one, z = self._layers[0], self._z
+        one, z = self._layers[0], self._kept_z()
         if len(self._layers) == 1:
             val, g, _ = self._loss.derivatives(z)
             delta = g
         else:
             two = self._layers[1]
-            h, d1 = ACTIVATIONS[self._activation](z, 1)
+            h, d1 = _activate(self._activation, z, 1)
             w2 = two.weight.detach()
             o = (w2 @ h.T).T if two.bias is None else torch.addmm(two.bias[:, None], w2, h.T).T
             val, g, _ = self._loss.derivatives(o)
@@ -479,7 +530,7 @@ class PlaneSearch(torch.optim.Optimizer):
         if self._l2:
             for layer in self._layers:
                 w = layer.weight.detach()
-                layer.weight.grad.add_(w, alpha=self._l2)
+                _grad(layer.weight).add_(w, alpha=self._l2)
                 val = val + 0.5 * self._l2 * (w * w).sum()
         return val
 
@@ -488,32 +539,26 @@ class PlaneSearch(torch.optim.Optimizer):
     def subspace(self) -> Subspace:
         """The search problem at the current weights, from their ``.grad`` (call after the
         closure's backward pass); used by :meth:`step`, exposed for inspection."""
+        search = []
         for layer in self._layers:
-            for p in layer.params():
-                if p.grad is None:
-                    raise NosError(
-                        "PlaneSearch: a parameter has no gradient; the closure "
-                        "must call backward() on the loss"
-                    )
-            layer.d_weight = -layer.weight.grad.detach()
-            m_w = self._momentum(layer.weight)
-            layer.m_weight = m_w if m_w is not None else torch.zeros_like(layer.d_weight)
+            grads = [_grad(p) for p in layer.params()]  # all checked before any is used
+            weight = self._search_directions(layer.weight, grads[0])
+            bias = None
             if layer.bias is not None:
-                layer.d_bias = -layer.bias.grad.detach()
-                m_b = self._momentum(layer.bias)
-                layer.m_bias = m_b if m_b is not None else torch.zeros_like(layer.d_bias)
-            if self._l2:
-                vecs = torch.stack([layer.weight.detach(), layer.d_weight, layer.m_weight])
-                vecs = vecs.flatten(1).double()
-                layer.gram = (vecs @ vecs.T).cpu().numpy()
-        if self._z is None or self._since_refresh >= self._refresh_every:
-            self._refresh()
-        return Subspace(self, self._z, self._directions())
+                bias = self._search_directions(layer.bias, grads[1])
+            search.append(_Search(weight, bias))
+        self._search = search
+        return Subspace(self, self._kept_z(), self._directions())
+
+    def _search_directions(self, p: Tensor, grad: Tensor) -> _Directions:
+        d = -grad.detach()
+        m = self._momentum(p)
+        return p, d, m if m is not None else torch.zeros_like(d)
 
     def _directions(self) -> Tensor:
         """X D1^T + d_b1 (the one product with X per step) beside the kept X M1^T + m_b1."""
-        one = self._layers[0]
-        zd = self._first_layer_product(one.d_weight, one.d_bias)
+        one = self._search[0]
+        zd = self._first_layer_product(one.weight[1], one.bias[1] if one.bias is not None else None)
         zm = self._zm if self._zm is not None else torch.zeros_like(zd)
         return torch.stack([zd, zm], dim=1)
 
@@ -523,26 +568,30 @@ class PlaneSearch(torch.optim.Optimizer):
         pairs = np.eye(2 * layers) if self._per_layer else np.tile(np.eye(2), (layers, 1))
         return pairs if with_momentum else pairs[:, ::2]
 
+    # torch's stubs type step() as returning None without a closure and the closure's
+    # float with one; this one returns the loss (a Tensor) either way, hence Any. The
+    # closure must return a Tensor, which is checked when it runs.
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+    def step(self, closure: Callable[[], float | Tensor] | None = None) -> Any:
         """One plane-search iteration; returns the loss before the step (the closure's)."""
         reported = None
         if closure is None:
             loss = self._own_gradients()
         else:
             with torch.enable_grad():
-                loss = closure()
-            if not isinstance(loss, Tensor) or loss.numel() != 1:
+                out = closure()
+            if not isinstance(out, Tensor) or out.numel() != 1:
                 raise NosError("the PlaneSearch closure must return the loss as a 1-element tensor")
+            loss = out
             reported = float(loss.detach())
         problem = self.subspace()
         start = problem.derivatives(np.zeros(problem.dim))
         if reported is not None and not self._agrees(reported, start[0]):
-            self._refresh()  # the kept products may have drifted, or the weights were changed
+            z = self._refresh()  # the kept products may have drifted, or the weights changed
             zdm = problem.zdm
             if self._zm is not None:
                 zdm[:, 1].copy_(self._zm)
-            problem = Subspace(self, self._z, zdm)
+            problem = Subspace(self, z, zdm)
             start = problem.derivatives(np.zeros(problem.dim))
             if not self._agrees(reported, start[0]):
                 raise NosError(
@@ -619,22 +668,18 @@ class PlaneSearch(torch.optim.Optimizer):
         return r, f, iters
 
     def _apply(self, problem: Subspace, s: np.ndarray) -> None:
-        for i, layer in enumerate(self._layers):
+        for i, layer in enumerate(problem.search):
             a, b = float(s[2 * i]), float(s[2 * i + 1])
-            pairs = [(layer.weight, layer.d_weight, layer.m_weight)]
-            if layer.bias is not None:
-                pairs.append((layer.bias, layer.d_bias, layer.m_bias))
-            for p, d, m in pairs:
+            for p, d, m in layer.all():
                 step = torch.add(d * a, m, alpha=b)
                 p.add_(step)
                 self.state[p]["momentum"] = step
         # the first layer's products follow the step without touching X
         zm = torch.add(problem.zd * float(s[0]), problem.zm, alpha=float(s[1]))
-        self._z = self._z + zm
+        self._z = problem.z + zm  # problem.z is the kept self._z
         self._zm = zm
         self._since_refresh += 1
-        for layer in self._layers:
-            layer.d_weight = layer.d_bias = layer.m_weight = layer.m_bias = layer.gram = None
+        self._search = []
 
 
 def _layers(params: Sequence[Tensor], structure: str) -> list[_Layer]:
@@ -713,6 +758,14 @@ def _targets(targets: Tensor, loss: str, n: int, outputs: int, w1: Tensor) -> Te
             f"got {tuple(targets.shape)}"
         )
     return targets.to(w1.dtype)
+
+
+def _grad(p: Tensor) -> Tensor:
+    if p.grad is None:
+        raise NosError(
+            "PlaneSearch: a parameter has no gradient; the closure must call backward() on the loss"
+        )
+    return p.grad
 
 
 def _set_grad(p: Tensor, grad: Tensor) -> None:
