@@ -99,7 +99,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--tries", type=positive_int, help="evaluations per child slot when they fail (4)")
     a("--budget", help="hard stop: evaluations (200) or wall time (90s, 10m, 2h)")
     a("--workers", type=positive_int, help="worker processes (default: number of cores)")
-    a("--executor", choices=tuple(EXECUTORS), help="where evaluations run (default local)")
+    a(
+        "--executor",
+        choices=tuple(EXECUTORS),
+        help="where evaluations run (default local; ray: pip install 'nos[ray]')",
+    )
+    a(
+        "--address",
+        help="ray: the cluster, auto or HOST:PORT of its head (default: a Ray "
+        "instance started for this run)",
+    )
+    a("--cpus-per-eval", type=_positive_float, help="ray: CPUs each evaluation holds (1)")
+    a(
+        "--gpus-per-eval",
+        type=_nonnegative_float,
+        help="ray: GPUs each evaluation holds, fractions pack several on one GPU (0)",
+    )
     a("--seed", type=int, help="random seed of the search (default 0)")
     a("--name", help="run name (default: time, grammar, task and seed)")
     a("--resume", metavar="NAME", help="resume an interrupted run with its own settings")
@@ -242,8 +257,53 @@ def _device(text: str) -> str:
     return str(resolve_device(text))
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _execution(args: argparse.Namespace, old: Any = None) -> Any:
+    """The execution settings from the flags (on resume: over the run's last ones)."""
+    from nos.search.session import Execution
+
+    old = old or Execution(executor="local", workers=0)
+    executor = args.executor or old.executor
+    ray_flags = [
+        f for f in ("address", "cpus_per_eval", "gpus_per_eval") if getattr(args, f) is not None
+    ]
+    if executor != "ray" and ray_flags:
+        flag = "--" + ray_flags[0].replace("_", "-")
+        raise NosError(f"{flag} applies to --executor ray only")
+    values = {
+        "executor": executor,
+        "workers": args.workers if args.workers is not None else old.workers,
+        "data_dir": args.data_dir or old.data_dir,
+        "device": _device(args.device) if args.device else old.device,
+    }
+    if executor == "ray":
+        from nos.executors.ray import check_resources
+
+        cpus, gpus = check_resources(
+            args.cpus_per_eval if args.cpus_per_eval is not None else old.cpus_per_eval,
+            args.gpus_per_eval if args.gpus_per_eval is not None else old.gpus_per_eval,
+        )
+        # "cuda" inside a Ray worker is the GPU that Ray assigned (CUDA_VISIBLE_DEVICES)
+        values.update(
+            address=args.address if args.address is not None else old.address,
+            cpus_per_eval=cpus,
+            gpus_per_eval=gpus,
+            device="cuda" if gpus > 0 else "cpu",
+        )
+    return Execution(**values)
+
+
 def _run_search(args: argparse.Namespace) -> int:
-    from nos.search.session import Execution, create_run, execute, open_run
+    from nos.search.session import create_run, execute, open_run
 
     if args.resume:
         given = [
@@ -257,29 +317,29 @@ def _run_search(args: argparse.Namespace) -> int:
             store.close()
             print(f"run {args.resume} has already ended; see: nos show {args.resume}")
             return 0
-        execution = Execution(
-            executor=args.executor or execution.executor,
-            workers=args.workers if args.workers is not None else execution.workers,
-            device=_device(args.device) if args.device else execution.device,
-            data_dir=args.data_dir or execution.data_dir,
-        )
+        try:
+            execution = _execution(args, execution)
+        except NosError:
+            store.close()
+            raise
         for warning in store.warnings:
             print(f"nos: warning: {warning}", file=sys.stderr)
     else:
         config = _config(args)
-        execution = Execution(
-            executor=args.executor or "local",
-            workers=args.workers or 0,
-            device=_device(args.device or "cpu"),
-            data_dir=args.data_dir or "",
-        )
+        execution = _execution(args)
         store = create_run(config, execution, name=args.name, root=args.root)
     name = store.path.name
     bar = _Bar(config.nominal_evaluations, enabled=not args.no_progress)
     t0 = time.monotonic()
+    where = (
+        f"{execution.n_workers} worker(s)"
+        if execution.executor != "ray"
+        else f"at {execution.address or 'a local instance'}, {execution.cpus_per_eval:g} CPU"
+        f" + {execution.gpus_per_eval:g} GPU per evaluation"
+    )
     print(
         f"run {store.path} ({'resumed, ' if args.resume else ''}{execution.executor} "
-        f"executor, {execution.n_workers} worker(s))",
+        f"executor, {where})",
         file=sys.stderr,
     )
     try:

@@ -2,7 +2,9 @@
 
 * :mod:`nos.executors.base` - the :class:`Executor` interface and plain-data :class:`Outcome`;
 * :mod:`nos.executors.serial` - jobs in the calling process;
-* :mod:`nos.executors.local` - spawned worker processes with crash isolation.
+* :mod:`nos.executors.local` - spawned worker processes with crash isolation;
+* :mod:`nos.executors.ray` - Ray tasks on a cluster (the optional extra ``nos[ray]``);
+* :mod:`nos.executors.slurm` - the batch script that starts a Ray cluster under Slurm.
 
 May import: :mod:`nos.errors`, :mod:`nos.status`. Executors know nothing of candidates or
 training: a job is a ``"module:function"`` path and a plain-data payload.
@@ -40,8 +42,16 @@ def _local(
     return LocalExecutor(function, workers=workers, timeout_s=timeout_s)
 
 
+def _ray(
+    function: str, *, workers: int | None = None, timeout_s: float | None = None, **options: Any
+) -> Executor:
+    from nos.executors.ray import RayExecutor  # an optional extra: imported when asked for
+
+    return RayExecutor(function, workers=workers, timeout_s=timeout_s, **options)
+
+
 #: Executor constructors by name (``--executor``).
-EXECUTORS: dict[str, Callable[..., Executor]] = {"serial": _serial, "local": _local}
+EXECUTORS: dict[str, Callable[..., Executor]] = {"serial": _serial, "local": _local, "ray": _ray}
 
 
 def make_executor(

@@ -63,7 +63,10 @@ class Outcome:
 
 
 class Executor(Protocol):
-    workers: int
+    @property
+    def workers(self) -> int:
+        """How many jobs run at once."""
+        ...
 
     def submit(
         self, job_id: str, payload: dict[str, Any], timeout_s: float | None = None

@@ -48,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FAKE_TASK = "fake"
-_PACKAGES = ("nos", "torch", "numpy", "sympy", "deap", "multiprocess")
+_PACKAGES = ("nos", "torch", "numpy", "sympy", "deap", "multiprocess", "ray")
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,26 @@ class Execution:
     workers: int = 0  # 0: the number of cores
     device: str = "cpu"
     data_dir: str = ""
+    address: str = ""  # ray: "" (a local instance), "auto" or HOST:PORT
+    cpus_per_eval: float = 1.0  # ray: resources each evaluation declares
+    gpus_per_eval: float = 0.0
 
     @property
     def n_workers(self) -> int:
         if self.executor == "serial":
             return 1
+        if self.executor == "ray":
+            return self.workers  # 0: the cluster's capacity
         return self.workers or os.cpu_count() or 1
+
+    def executor_options(self) -> dict[str, Any]:
+        if self.executor != "ray":
+            return {}
+        return {
+            "address": self.address or None,
+            "cpus_per_eval": self.cpus_per_eval,
+            "gpus_per_eval": self.gpus_per_eval,
+        }
 
 
 def source_digest() -> str:
@@ -216,6 +230,7 @@ def execute(
             function,
             workers=execution.n_workers,
             timeout_s=config.kill_after_s,
+            **execution.executor_options(),
         )
     except ValueError as exc:
         raise NosError(str(exc)) from None
