@@ -22,21 +22,30 @@ Part 1b measures the executors' cost per job directly: the time per no-op job (t
 task, no sleep) through each executor with warm workers, i.e. the added latency that
 divides into every real evaluation.
 
-Part 2 (a simulated driver with 1,000 workers: scheduling cost of the driver per
-evaluation) is not written yet; its place is :func:`part2` below.
+Part 2 simulates a cluster: ``--sim-workers`` (1,000) workers whose fake evaluation takes
+``--sim-delay`` seconds, answered in this process, driving a search large enough to keep
+them busy (``--sim-particles`` particles of 7 children), with the real run store (fsynced
+JSONL in a temporary directory). It prints the completed evaluations per second the
+driver sustains, the driver's CPU seconds per evaluation (goal: >= 300 evaluations per CPU
+second, one core), and the CPU profile's shares: the symbolic pipeline (sampling,
+mutation, integrity check, keys), the store, the executor and the rest of the scheduling.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import heapq
 import logging
 import os
 import statistics
 import time
+from typing import Any
 
 import torch
 
 from nos.executors import make_executor
+from nos.executors.base import Outcome
 from nos.search.config import SearchConfig
 from nos.search.driver import MemoryStore, run_search
 from nos.search.report import hall_of_fame
@@ -154,9 +163,115 @@ def overhead_per_job(args: argparse.Namespace) -> None:
     )
 
 
+class SimulatedCluster:
+    """An executor of ``workers`` simulated workers: each job takes ``delay`` seconds and is
+    answered by the fake fitness in this process, so only the driver's own cost is real."""
+
+    def __init__(self, workers: int, delay: float):
+        self.workers, self.delay = workers, delay
+        self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._running: list[tuple[float, int, str, dict[str, Any]]] = []
+        self._count = 0
+
+    def submit(self, job_id: str, payload: dict[str, Any], timeout_s: float | None = None) -> None:
+        self._queue.append((job_id, payload))
+        self._fill()
+
+    def _fill(self) -> None:
+        now = time.monotonic()
+        while self._queue and len(self._running) < self.workers:
+            job_id, payload = self._queue.popleft()
+            self._count += 1
+            heapq.heappush(self._running, (now + self.delay, self._count, job_id, payload))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + len(self._running)
+
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        from nos.search.fake import evaluate
+
+        if not self._running:
+            return []
+        now = time.monotonic()
+        if self._running[0][0] > now:
+            time.sleep(min(self._running[0][0] - now, timeout if timeout is not None else 1e9))
+        now, out = time.monotonic(), []
+        while self._running and self._running[0][0] <= now:
+            due, _, job_id, payload = heapq.heappop(self._running)
+            out.append(Outcome(job_id, evaluate(payload), "sim", self.delay, due - self.delay))
+        self._fill()
+        return out
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+#: Profile rows (file fragments) and the share they are counted under.
+_SHARES = (
+    ("symbolic pipeline", ("nos/symbolic/", "sympy", "deap", "nos/zoo/")),
+    ("store", ("nos/search/store.py",)),
+    ("executor", ("bench_executors.py", "nos/search/fake.py")),
+)
+
+
 def part2(args: argparse.Namespace) -> None:
-    """The simulated 1,000-worker driver: to be written (driver cost per evaluation)."""
-    print("part 2: not written yet")
+    """Driver throughput and CPU profile with a simulated cluster."""
+    import cProfile
+    import functools
+    import pstats
+    import tempfile
+
+    from nos.search.fake import job_payload
+    from nos.search.store import RunStore
+
+    cfg = SearchConfig(
+        grammar="morgan2024",
+        task="fake",
+        particles=args.sim_particles,
+        steps=args.sim_steps,
+        children=7,
+        init_factor=2,
+        seed=0,
+    )
+    grammar = load_grammar("morgan2024")
+    executor = SimulatedCluster(args.sim_workers, args.sim_delay)
+    with tempfile.TemporaryDirectory() as root:
+        store = RunStore.create("sim", {"search": cfg.to_dict()}, grammar.text, root)
+        profile = cProfile.Profile()
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        profile.enable()
+        outcome = run_search(
+            cfg,
+            grammar,
+            executor=executor,
+            store=store,
+            job_factory=functools.partial(job_payload, options={}),
+        )
+        profile.disable()
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        store.close()
+    n = outcome.trained
+    stats = pstats.Stats(profile)
+    own: dict[str, float] = collections.Counter()
+    total = 0.0
+    for (filename, _line, _name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
+        if "time.sleep" in _name or _name == "<built-in method time.sleep>":
+            continue
+        total += tottime
+        share = next(
+            (label for label, parts in _SHARES if any(p in filename for p in parts)),
+            "scheduling and the rest",
+        )
+        own[share] += tottime
+    print(
+        f"part 2: simulated cluster of {args.sim_workers} workers, {args.sim_delay:g} s per "
+        f"evaluation, {args.sim_particles} particles: {n} evaluations in {wall:.1f} s "
+        f"({n / wall:.0f} completed/s), driver CPU {cpu:.1f} s "
+        f"({n / cpu:.0f} evaluations per CPU second; goal 300)"
+    )
+    for label, seconds in sorted(own.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:26s} {100 * seconds / max(total, 1e-9):5.1f}% of the driver's CPU")
 
 
 def main() -> None:
@@ -173,6 +288,10 @@ def main() -> None:
     )
     ap.add_argument("--jobs", type=int, default=300, help="no-op jobs of part 1b")
     ap.add_argument("--part", choices=("1", "1b", "2", "all"), default="all")
+    ap.add_argument("--sim-workers", type=int, default=1000)
+    ap.add_argument("--sim-delay", type=float, default=2.0, help="seconds per simulated job")
+    ap.add_argument("--sim-particles", type=int, default=150)
+    ap.add_argument("--sim-steps", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on loopback only
