@@ -176,9 +176,7 @@ class Trainer:
         for epoch in range(epochs):
             for step in range(steps_per_epoch):
                 index = order.next()
-                x, y = self.task.train_x[index], self.task.train_y[index]
-                if augment is not None:
-                    x = augment(x)
+                x, y = self.task.train_batch(index, augment)
                 step_fn(active, x, y)
                 self.steps += len(active)
                 if step % self.check_every == 0 or step == steps_per_epoch - 1:
