@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -92,9 +93,12 @@ def test_bf16_autocast_trains_and_stays_close():
 
 
 def test_channels_last_plan_converts_image_batches_only(tmp_path):
-    from tests.test_tasks import _write_tiny_cifar_bin
-
-    _write_tiny_cifar_bin(tmp_path)
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for i in range(1, 6):
+        records = np.random.default_rng(i).integers(0, 256, (4, 3073), dtype=np.uint8)
+        records[:, 0] %= 10
+        (folder / f"data_batch_{i}.bin").write_bytes(records.tobytes())
     task = load_task("cifar10", data_dir=tmp_path, width=4, validation_size=4)
     plan = fast.StepPlan(StepOptions(channels_last=True), task)
     x = plan.prepare(task.inputs(task.train_x[:4]))

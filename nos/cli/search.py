@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from nos.cli._args import nonnegative_int, positive_int, task_help
+from nos.cli._step import add_step_flags, check_data, step_fields
 from nos.errors import NosError
 from nos.executors import EXECUTORS
 from nos.training.registry import PRESETS, get_task
@@ -145,6 +146,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--top", type=positive_int, default=5, help="hall-of-fame rows to print (5)")
     a("--data-dir", help="folder of the on-disk data sets (cifar10, flowers102)")
     a("--device", help="where evaluations train: cpu (default), cuda, cuda:N or auto")
+    add_step_flags(p, workers_per_gpu=True)  # GPU: --precision ... --workers-per-gpu
     a("--no-progress", action="store_true", help="no progress bar")
     a("--fake", help=argparse.SUPPRESS)  # JSON options of the test-only task 'fake'
     p.set_defaults(run=_run_search)
@@ -262,6 +264,7 @@ def _run_search(args: argparse.Namespace) -> int:
             workers=args.workers if args.workers is not None else execution.workers,
             device=_device(args.device) if args.device else execution.device,
             data_dir=args.data_dir or execution.data_dir,
+            **step_fields(args, execution),  # GPU
         )
         for warning in store.warnings:
             print(f"nos: warning: {warning}", file=sys.stderr)
@@ -272,7 +275,11 @@ def _run_search(args: argparse.Namespace) -> int:
             workers=args.workers or 0,
             device=_device(args.device or "cpu"),
             data_dir=args.data_dir or "",
+            **step_fields(args),  # GPU
         )
+        execution.pinning()  # GPU: a bad --workers-per-gpu fails before the run exists
+        if config.task != "fake":
+            check_data(config.task, execution.data_dir)  # missing files: one line, now
         store = create_run(config, execution, name=args.name, root=args.root)
     name = store.path.name
     bar = _Bar(config.nominal_evaluations, enabled=not args.no_progress)

@@ -59,11 +59,30 @@ class Execution:
     workers: int = 0  # 0: the number of cores
     device: str = "cpu"
     data_dir: str = ""
+    # --- GPU: the training step and packing (nos.training.fast, nos.training.device) ---
+    workers_per_gpu: int = 1
+    precision: str = "fp32"
+    compile: str = "off"
+    cuda_graph: bool = False
+    batch_sweep: bool = False
+
+    def pinning(self) -> Any:
+        """One GPU per local worker (a :class:`nos.training.device.Pinning`), or None."""
+        if self.executor != "local" or not self.device.startswith("cuda"):
+            return None
+        from nos.training.device import worker_pinning
+
+        return worker_pinning(self.device, self.workers_per_gpu, self.workers or None)
+
+    # --- end GPU ---
 
     @property
     def n_workers(self) -> int:
         if self.executor == "serial":
             return 1
+        pinning = self.pinning()  # GPU: workers_per_gpu x GPUs unless --workers
+        if pinning is not None:
+            return int(pinning.workers)
         return self.workers or os.cpu_count() or 1
 
 
@@ -173,6 +192,8 @@ def _job_setup(
         from nos.search.fake import job_payload
 
         return "nos.search.fake:evaluate", functools.partial(job_payload, options=config.fake)
+    pinning = execution.pinning()  # GPU: a pinned worker sees its GPU as "cuda"
+    device = execution.device if pinning is None else pinning.device
 
     def real_job(request: Any) -> dict[str, Any]:
         entry = request.entry
@@ -188,7 +209,11 @@ def _job_setup(
             lr_grid="paper",
             timeout_s=config.soft_timeout_s,
             data_dir=execution.data_dir or None,
-            device=execution.device,
+            device=device,
+            batch_sweep=execution.batch_sweep,  # GPU: the training step
+            precision=execution.precision,
+            compile=execution.compile,
+            cuda_graph=execution.cuda_graph,
         ).to_dict()
 
     return "nos.search.worker:evaluate_job", real_job
@@ -210,12 +235,15 @@ def execute(
     grammar = load_grammar(grammar_path)
     seeds = resolve_seeds(config.seed_from, grammar, store.path.parent)
     function, job_factory = _job_setup(config, execution, grammar_path)
+    pinning = execution.pinning()  # GPU: CUDA_VISIBLE_DEVICES per worker
+    pinned = {} if pinning is None else {"worker_env": pinning.envs}
     try:
         executor = make_executor(
             execution.executor,
             function,
             workers=execution.n_workers,
             timeout_s=config.kill_after_s,
+            **pinned,
         )
     except ValueError as exc:
         raise NosError(str(exc)) from None
