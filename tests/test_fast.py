@@ -55,7 +55,8 @@ def test_step_options_are_checked():
         StepOptions(precision="fp16")
     with pytest.raises(NosError, match="unknown compile mode"):
         StepOptions(compile="everything")
-    assert StepOptions(cuda_graph=True).compile_update and not StepOptions().compile_update
+    assert StepOptions("fp32", "update").compile_update and not StepOptions().compile_update
+    assert not StepOptions(cuda_graph=True).compile_update  # the graph runs the traced step
     assert (
         StepOptions(compile="all").compile_model and not StepOptions("fp32", "update").compile_model
     )
@@ -200,11 +201,7 @@ def test_release_memory_empties_the_cuda_cache_only(monkeypatch):
 def test_capture_problems_are_named():
     params = [torch.nn.Parameter(torch.zeros(3))]
     assert "not a candidate" in capture_problem(torch.optim.Adam(params))
-    eager = SymbolicOptimizer(params, "zoo:adam", total_steps=10)
-    assert "not compiled" in capture_problem(eager)
-    assert (
-        capture_problem(SymbolicOptimizer(params, "zoo:adam", total_steps=10, compile=True)) is None
-    )
+    assert capture_problem(SymbolicOptimizer(params, "zoo:adam", total_steps=10)) is None
     dropout = SymbolicOptimizer(params, "none ~ drop50(g)", total_steps=10, compile=True)
     assert "dropout" in capture_problem(dropout)
 
@@ -212,20 +209,22 @@ def test_capture_problems_are_named():
 @pytest.mark.parametrize("candidate", ["zoo:adam", "zoo:opt10", "zoo:opt4"])
 def test_device_fed_scalars_match_the_plain_step(monkeypatch, candidate):
     """GraphedStep without capture: static inputs, numbers from the device table in blocks
-    of 5 steps, the compiled update (run through the identity compiler) - the same weights
-    as the plain eager step."""
-    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    of 5 steps, the traced tensor-scalar update run uncompiled - the same weights as the
+    plain eager step."""
+    compiled = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: compiled.append(a) or real(*a, **k))
     task = load_task("digits")
     plan = fast.StepPlan(StepOptions(), task)  # GraphedStep reads its device and autocast
 
-    def member(compile: bool) -> _Member:
+    def member() -> _Member:
         model = task.build_model(0)
         opt = SymbolicOptimizer(
-            list(model.parameters()), candidate, lr=3e-3, total_steps=23, warmup=4, compile=compile
+            list(model.parameters()), candidate, lr=3e-3, total_steps=23, warmup=4
         )
         return _Member(model, opt, 3e-3)
 
-    fed, plain = member(True), member(False)
+    fed, plain = member(), member()
     step = GraphedStep(fed, plan, capture=False, block=5)
     trainer = Trainer(baseline_factory("adam"), task, None, 0)  # only for its plain step
     generator = torch.Generator().manual_seed(0)
@@ -239,6 +238,7 @@ def test_device_fed_scalars_match_the_plain_step(monkeypatch, candidate):
     for a, b in zip(fed.model.parameters(), plain.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert int(fed.correct) == int(plain.correct)
+    assert fed.opt.compile and not plain.opt.compile and compiled == []  # nothing compiled
 
 
 def test_cuda_graphs_on_the_cpu_train_eagerly(monkeypatch):
@@ -258,18 +258,19 @@ def test_cuda_graph_step_matches_the_eager_step(candidate):
     task = load_task("digits", device="cuda")
     tiny = {**TINY, "final_epochs": 3}
     spec = dict(preset="quick", seeds=0, overrides=tiny)
-    eager = evaluate_factory(factory_for(candidate, compile=True), task, **spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a fallback to eager would warn
-        graphed = evaluate_factory(
-            factory_for(candidate, compile=True),
-            task,
-            options=StepOptions(cuda_graph=True),
-            **spec,
-        )
-    assert graphed.status == eager.status == "ok"
-    assert graphed.lr == eager.lr
-    assert graphed.fitness == pytest.approx(eager.fitness, abs=0.02)
+    eager = evaluate_factory(factory_for(candidate), task, **spec)
+    for compile in ("off", "update"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a fallback to eager would warn
+            graphed = evaluate_factory(
+                factory_for(candidate, compile=compile == "update"),
+                task,
+                options=StepOptions(compile=compile, cuda_graph=True),
+                **spec,
+            )
+        assert graphed.status == eager.status == "ok"
+        assert graphed.lr == eager.lr
+        assert graphed.fitness == pytest.approx(eager.fitness, abs=0.02)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
@@ -279,7 +280,7 @@ def test_cuda_fast_path_is_deterministic():
         device="cuda",
         overrides=TINY,
         precision="bf16",
-        compile="update",
+        compile="all",
         cuda_graph=True,
     )
     first, second = evaluate(spec), evaluate(spec)

@@ -14,19 +14,24 @@ The candidate's per-step numbers (step, tau, 1/T, signed learning rate, momentum
 be baked into the graph: :class:`ScalarFeeder` computes them on the host for a block of
 steps with the optimizer's own schedule code, keeps them in a device table and hands the
 update a row picked by a device counter that the graph itself advances, so a replay
-needs no host-to-device copy except at block boundaries.
+needs no host-to-device copy except at block boundaries. The update is the optimizer's
+tensor-scalar step (the one ``torch.compile`` traces); unless the options compile the
+update, it runs uncompiled inside the graph, so a new candidate costs no compilation -
+the graph already removes the launch overhead that compiling would save.
 
 What can be captured (:func:`capture_problem` says why not otherwise): a
-:class:`~nos.optim.SymbolicOptimizer` with a compiled update (its numbers arrive as
-tensors), one parameter group and no dropout masks (those draw from the optimizer's own
-generator on the host side). Anything else - and any failure while capturing - trains
-eagerly, after one warning. ``capture=False`` runs the same sequence (static inputs,
-device-fed numbers) without a graph: that is how the CPU tests check it.
+:class:`~nos.optim.SymbolicOptimizer` with one parameter group and no dropout masks
+(those draw from the optimizer's own generator on the host side). Anything else - and any
+failure while capturing - trains eagerly, after one warning. ``capture=False`` runs the
+same sequence (static inputs, device-fed numbers, tensor-scalar update) without a graph:
+that is how the CPU tests check it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -48,15 +53,50 @@ def capture_problem(opt: torch.optim.Optimizer) -> str | None:
 
     if not isinstance(opt, SymbolicOptimizer):
         return f"{type(opt).__name__} is not a candidate optimizer"
-    if not getattr(opt, "compile", False):
-        return "the candidate's update is not compiled"
-    if not (hasattr(opt, "_scalars") and hasattr(opt, "_as_tensors")):
-        return "this SymbolicOptimizer has no per-step numbers to feed"
+    needs = ("_scalars", "_as_tensors", "_step_fns", "_torch_fns", "nesterov", "compile")
+    if not all(hasattr(opt, name) for name in needs):
+        return "this SymbolicOptimizer has no tensor-scalar step to capture"
     if getattr(opt, "_random_slots", None):
         return "the candidate draws dropout masks"
     if len(opt.param_groups) != 1:
         return "the optimizer has several parameter groups"
     return None
+
+
+@contextlib.contextmanager
+def _uncompiled() -> Iterator[None]:
+    """``torch.compile`` as the identity: the traced step, run as it is."""
+    real = torch.compile
+    torch.compile = lambda fn, **kwargs: fn  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.compile = real
+
+
+def tensor_step(opt: Any, *, compiled: bool) -> None:
+    """Make ``opt`` step with 0-d tensor numbers (its compiled-step form), inductor-compiled
+    or, with ``compiled=False``, the traced step run uncompiled (cached apart from the
+    compiled one under its own key)."""
+    if compiled and opt.compile:
+        return
+    from nos.optim.runtime import group_step
+    from nos.symbolic.keys import canonical_key
+
+    key = canonical_key(opt.candidate)
+    momentum = opt.candidate.momentum.value
+    context = contextlib.nullcontext() if compiled else _uncompiled()
+    with context:
+        for layout in ("flat", "foreach"):
+            opt._step_fns[layout] = group_step(
+                opt._torch_fns,
+                momentum,
+                nesterov=opt.nesterov,
+                layout=layout,
+                compile=True,
+                key=key if compiled else f"uncompiled:{key}",
+            )
+    opt.compile = True  # the step now takes its numbers as tensors
 
 
 class ScalarFeeder:
@@ -112,6 +152,7 @@ class GraphedStep:
     ):
         self.member, self.plan = member, plan
         self.capture, self.warmup = capture, warmup
+        tensor_step(member.opt, compiled=plan.options.compile_update)
         self.feeder = ScalarFeeder(member.opt, plan.device, block)
         self.graph: Any = None
         self.steps = 0

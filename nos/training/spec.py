@@ -35,7 +35,8 @@ class StepOptions:
 
     ``precision`` is ``fp32`` or ``bf16`` (autocast of the forward pass and the loss);
     ``compile`` one of :data:`COMPILE_MODES`; ``cuda_graph`` captures forward, backward and
-    the candidate's update in one CUDA graph (CUDA only; it compiles the update);
+    the candidate's update in one CUDA graph (CUDA only; the update is compiled only when
+    ``compile`` says so);
     ``channels_last`` stores image batches and convolution weights channels-last (``None``:
     on a CUDA device only, so CPU results stay those of the plain layout).
     """
@@ -61,8 +62,7 @@ class StepOptions:
 
     @property
     def compile_update(self) -> bool:
-        """Whether the candidate's update is compiled (a CUDA graph needs it)."""
-        return self.compile in ("update", "all") or self.cuda_graph
+        return self.compile in ("update", "all")
 
 
 @dataclass(frozen=True)
