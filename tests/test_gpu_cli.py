@@ -114,14 +114,21 @@ def test_the_step_flags_reach_every_evaluation_and_change_on_resume(capsys, tmp_
     spec = job(request)
     assert (spec["precision"], spec["compile"], spec["batch_sweep"]) == ("bf16", "model", True)
     assert spec["device"] == "cpu" and spec["cuda_graph"] is False
+    assert spec["channels_last"] is None  # auto
     # on resume, a flag given replaces the run's value and the others keep theirs
     given = argparse.Namespace(
-        precision="fp32", compile=None, cuda_graph=None, batch_sweep=None, workers_per_gpu=None
+        precision="fp32",
+        compile=None,
+        cuda_graph=None,
+        channels_last="on",
+        batch_sweep=None,
+        workers_per_gpu=None,
     )
     assert step_fields(given, execution) == {
         "precision": "fp32",
         "compile": "model",
         "cuda_graph": False,
+        "channels_last": "on",
         "batch_sweep": True,
         "workers_per_gpu": 3,
     }
@@ -154,9 +161,11 @@ def test_a_cuda_run_pins_workers_and_jobs_use_their_one_gpu(monkeypatch):
 def test_eval_bf16_records_its_step_options(capsys, tmp_path):
     code, _out, err = run(
         capsys, "eval", "zoo:adam", "--seeds", "1", "--precision", "bf16", "--out", tmp_path,
+        "--channels-last", "on",
         "--set", "sweep_steps=3", "--set", "final_steps=3", "--set", "final_epochs=2",
         "--set", "warmup=12", "--set", "total_steps=18",
     )  # fmt: skip
     assert code == 0, err
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["config"]["step"]["precision"] == "bf16"
+    assert report["config"]["step"]["channels_last"] is True

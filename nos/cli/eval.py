@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nos.cli._args import positive_int, task_help
-from nos.cli._step import add_step_flags, step_fields
+from nos.cli._step import CHANNELS_LAST, add_step_flags, step_fields
 from nos.errors import NosError
 from nos.training.registry import PRESETS, get_preset, get_task
 
@@ -204,6 +204,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise NosError(f"--target must be an accuracy in (0, 1], got {target:g}")
     fields = step_fields(args)
     batch_sweep = fields.pop("batch_sweep")
+    fields["channels_last"] = CHANNELS_LAST[fields["channels_last"]]
     options = StepOptions(**fields)
     factories = {
         spec: _factory(spec, args.grammar, args.flip, options.compile_update)

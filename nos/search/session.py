@@ -64,6 +64,7 @@ class Execution:
     precision: str = "fp32"
     compile: str = "off"
     cuda_graph: bool = False
+    channels_last: str = "auto"  # auto, on, off
     batch_sweep: bool = False
 
     def pinning(self) -> Any:
@@ -214,6 +215,7 @@ def _job_setup(
             precision=execution.precision,
             compile=execution.compile,
             cuda_graph=execution.cuda_graph,
+            channels_last={"on": True, "off": False}.get(execution.channels_last),
         ).to_dict()
 
     return "nos.search.worker:evaluate_job", real_job
