@@ -18,9 +18,11 @@ good optimizer passes the protocol's thresholds and the final run trains):
    their cost is measured, not guessed.
 
 Paths: ``eager`` (float32, no compilation, no graph, plain layout), ``fast`` (``--fast``;
-default on CUDA: channels-last, the network compiled once per worker, the whole step in a
-CUDA graph; on a CPU: channels-last), ``fast-bf16`` (``fast`` with bf16 autocast) and
-``batched`` (``eager`` with each sweep stage trained as one vmapped model).
+default on CUDA: channels-last and the whole step in a CUDA graph, nothing compiled; on a
+CPU: channels-last), ``fast-compiled`` (``fast`` with the network compiled once per
+process), ``fast-bf16`` (``fast`` with bf16 autocast) and ``batched`` (``eager`` with each
+sweep stage trained as one vmapped model). The figures are written to ``--json`` after
+each measurement, so a run cut short keeps what it measured.
 
 ``--tiny`` (the default on a CPU) runs the same code on a tiny configuration: 200 images,
 ConvNet b = 8, a few steps per phase, no thresholds. A test runs it.
@@ -155,11 +157,12 @@ def job(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _paths(device: str, fast: str) -> dict[str, dict[str, Any]]:
     cuda = device.startswith("cuda")
-    default = "compile=model,cuda_graph=1" if cuda else "channels_last=1"
+    default = "cuda_graph=1" if cuda else "channels_last=1"
     options = parse_options(fast if fast is not None else default)
     return {
         "eager": {"channels_last": False},
         "fast": options,
+        "fast-compiled": {**options, "compile": "model"},
         "fast-bf16": {**options, "precision": "bf16"},
         "batched": {"channels_last": False, "batch_sweep": True},
     }
@@ -194,24 +197,32 @@ def _line(name: str, r: dict[str, Any]) -> str:
     )
 
 
+def _save(args: argparse.Namespace) -> None:
+    if args.json:
+        Path(args.json).write_text(json.dumps(args.report, indent=1) + "\n")
+
+
 def latency(args: argparse.Namespace, paths: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Cold and warm evaluations per path, in this process."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = args.report.setdefault("latency", {})
     first, second = args.candidates[0], args.candidates[1 % len(args.candidates)]
     for name in args.paths:
         cold = job(_payload(args, paths[name], first, 0))
         warm = job(_payload(args, paths[name], second, 1))
         out[name] = {"cold": cold, "warm": warm}
+        _save(args)
         print(_line(f"{name} (cold, {first})", cold))
         print(_line(f"{name} (warm, {second})", warm), flush=True)
     if args.device.startswith("cuda") and "fast" in paths:
         loose = {**_payload(args, paths["fast"], second, 1), "deterministic": False}
         out["fast-nondeterministic"] = {"warm": job(loose)}
+        _save(args)
         print(_line("fast, not deterministic", out["fast-nondeterministic"]["warm"]))
     base = out.get("eager", {}).get("warm")
     for name, r in out.items():
         if base is not None and name != "eager":
             ratio = base["wall_s"] / r["warm"]["wall_s"]
+            r["warm_speedup_vs_eager"] = ratio
             print(f"  {name}: {ratio:.2f}x the eager path (warm)")
     return out
 
@@ -220,8 +231,10 @@ def packing(args: argparse.Namespace, paths: dict[str, dict[str, Any]]) -> dict[
     """Evaluations per hour with K workers on one device, per path."""
     from nos.executors import LocalExecutor
     from nos.training.device import worker_pinning
+    from nos.training.registry import get_preset
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = args.report.setdefault("packing", {})
+    preset = get_preset("paper").replace(**args.overrides)
     short = {"final_epochs": args.pack_final_epochs} if args.pack_final_epochs else {}
     warmup = {"final_epochs": 1, "sweep_steps": max(2, args.overrides.get("sweep_steps", 200) // 8)}
     for name in args.pack_paths:
@@ -252,12 +265,16 @@ def packing(args: argparse.Namespace, paths: dict[str, dict[str, Any]]) -> dict[
                 "evals_per_hour": per_hour,
                 "steps_per_s": steps / wall,
             }
-            full = args.full_steps
-            if short and full:
+            if short:  # the rest of the final run that the short evaluations left out
+                rest = (preset.final_epochs - args.pack_final_epochs) * preset.final_steps
+                full = args.full_steps or round(steps / n + rest)
+                entry["full_steps"] = full
                 entry["evals_per_hour_at_full_steps"] = steps / wall * 3600 / full
             out.setdefault(name, []).append(entry)
+            _save(args)
             extra = (
-                f", {entry['evals_per_hour_at_full_steps']:7.0f}/h at {full} steps per evaluation"
+                f", {entry['evals_per_hour_at_full_steps']:7.0f}/h at "
+                f"{entry['full_steps']} steps per evaluation"
                 if "evals_per_hour_at_full_steps" in entry
                 else ""
             )
@@ -282,9 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tiny", action="store_true", help="the tiny configuration (CPU)")
     parser.add_argument("--ks", default=None, help="workers per device to pack (1,2,4,8)")
     parser.add_argument("--candidates", default="zoo:adam,zoo:opt10")
-    parser.add_argument(
-        "--paths", default="eager,fast,fast-bf16,batched", help="latency paths (comma list)"
-    )
+    parser.add_argument("--paths", default=None, help="latency paths (comma list; default all)")
     parser.add_argument("--pack-paths", default="eager,fast", help="packing paths")
     parser.add_argument("--pack-evals", type=int, default=2, help="timed evaluations per worker")
     parser.add_argument("--pack-final-epochs", type=int, default=0, help="shorter final runs")
@@ -309,7 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.overrides = dict(TINY) if args.tiny else {}
     args.validation_size = TINY_VALIDATION if args.tiny else FULL_VALIDATION
     args.candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
-    args.paths = [p for p in args.paths.split(",") if p]
+    default_paths = "eager,fast,fast-bf16,batched" + ("" if args.tiny else ",fast-compiled")
+    args.paths = [p for p in (args.paths or default_paths).split(",") if p]
     args.pack_paths = [p for p in args.pack_paths.split(",") if p]
     ks = args.ks or ("1,2" if args.tiny else "1,2,4,8")
     args.ks = [int(k) for k in ks.split(",")]
@@ -337,17 +353,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "max_steps": preset.max_steps,
             "load_average": os.getloadavg(),
         }
+        args.report = report
+        _save(args)
         if not args.no_latency:
             print("\n[latency] one evaluation, this process")
-            report["latency"] = latency(args, paths)
+            latency(args, paths)
             fast = report["latency"].get("fast", {}).get("warm")
             if fast is not None:
                 args.full_steps = fast["steps"]
         if not args.no_packing:
             print(f"\n[packing] K workers on {args.device_one}")
-            report["packing"] = packing(args, paths)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+            packing(args, paths)
+    _save(args)
     return report
 
 

@@ -8,8 +8,11 @@ Speed (measured on the 2-core CPU, see ``tools/bench_eval.py``): training a stag
 together with ``torch.func.vmap`` over stacked parameters (``batch_sweep=True``) was 10-75%
 *slower* than one network after the other for the digits MLP and the MNIST-1D CNN (the
 optimizers still step one network at a time), so the sequential sweep is the default; the
-batched path remains for devices where per-step overhead dominates. The throughput gain on
-a CPU comes from single-threaded worker processes (:func:`nos.training.tasks.worker_init`).
+batched path remains for devices where per-step overhead dominates (``--batch-sweep``; it
+stays off by default on GPUs too until ``tools/bench_gpu.py`` shows it winning there: that
+has not been measured). The throughput gain on a CPU comes from single-threaded worker
+processes (:func:`nos.training.tasks.worker_init`). How each step runs (precision, layout,
+compilation, CUDA graphs) is the :class:`~nos.training.fast.StepPlan` of the options.
 """
 
 from __future__ import annotations
