@@ -52,5 +52,6 @@ def test_tiny_configuration_on_the_cpu(tmp_path, capsys):
     assert abs(eager["fitness"] - fast["fitness"]) <= 0.1
     (packed,) = report["packing"]["fast"]
     assert packed["k"] == 1 and packed["ok"] == 1 and packed["evals_per_hour"] > 0
+    assert {"eager", "fast"} <= set(report["rate"]) and report["rate"]["fast"]["steps"] == 8
     text = capsys.readouterr().out
     assert "[latency]" in text and "[packing]" in text and "x the eager path" in text

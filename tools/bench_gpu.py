@@ -16,6 +16,9 @@ good optimizer passes the protocol's thresholds and the final run trains):
    given at the full preset's step count, from the aggregate step rate.
 3. **Determinism** (CUDA): the fast path again with CUDA's deterministic settings off, so
    their cost is measured, not guessed.
+4. **Step rate**: steps per second of one training run (the protocol's trainer: batch
+   gathering, augmentation, forward, backward, the candidate's update) per path, after an
+   untimed run that pays for first-call costs.
 
 Paths: ``eager`` (float32, no compilation, no graph, plain layout), ``fast`` (``--fast``;
 default on CUDA: channels-last and the whole step in a CUDA graph, nothing compiled; on a
@@ -24,10 +27,12 @@ process), ``fast-bf16`` (``fast`` with bf16 autocast) and ``batched`` (``eager``
 sweep stage trained as one vmapped model). The figures are written to ``--json`` after
 each measurement, so a run cut short keeps what it measured.
 
-``--tiny`` (the default on a CPU) runs the same code on a tiny configuration: 200 images,
-ConvNet b = 8, a few steps per phase, no thresholds. A test runs it.
+``--tiny`` (the default on a CPU; ``--full`` overrides it) runs the same code on a tiny
+configuration: 200 images, ConvNet b = 8, a few steps per phase, no thresholds. A test
+runs it. ``--device cpu --full --only rate`` measures the real network's step on a CPU.
 
-    python tools/bench_gpu.py [--device auto] [--tiny] [--ks 1,2,4,8] [--json FILE]
+    python tools/bench_gpu.py [--device auto] [--tiny | --full] [--only latency,packing,rate]
+        [--ks 1,2,4,8] [--json FILE] [--rate-steps 200]
         [--candidates zoo:adam,zoo:opt10] [--paths eager,fast,fast-bf16,batched]
         [--pack-paths eager,fast] [--pack-evals 2] [--pack-final-epochs 40]
         [--fast compile=model,cuda_graph=1]
@@ -286,6 +291,51 @@ def packing(args: argparse.Namespace, paths: dict[str, dict[str, Any]]) -> dict[
     return out
 
 
+def rate(args: argparse.Namespace, paths: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Steps per second of one training run per path (the first run of each is untimed)."""
+    import torch
+
+    from nos.optim.factories import factory_for
+    from nos.training.registry import get_preset
+    from nos.training.spec import StepOptions
+    from nos.training.tasks import load_task
+    from nos.training.trainer import Trainer
+
+    out: dict[str, Any] = args.report.setdefault("rate", {})
+    preset = get_preset("paper").replace(**args.overrides)
+    task = load_task(
+        "cifar10",
+        data_dir=args.data,
+        augment=True,
+        width=preset.width,
+        device=args.device,
+        validation_size=args.validation_size,
+    )
+    run = {"validate": False, "stop_below": 0.0, "stop_from": 1 << 30, "epochs": 1}
+    for name in args.paths:
+        fields = dict(paths[name])
+        if fields.pop("batch_sweep", False):
+            continue  # one run has no sweep to batch
+        options = StepOptions(**fields)
+        factory = factory_for(args.candidates[0], compile=options.compile_update)
+        Trainer(factory, task, preset, 0, options=options).train([1e-3], steps_per_epoch=8, **run)
+        trainer = Trainer(factory, task, preset, 1, options=options)
+        if task.device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        (log,) = trainer.train([1e-3], steps_per_epoch=args.rate_steps, **run)
+        wall = time.perf_counter() - started  # the run ends reading its accuracy: synced
+        out[name] = {"steps": log.steps, "wall_s": wall, "steps_per_s": log.steps / wall}
+        _save(args)
+        print(f"  {name:14s} {log.steps / wall:9.1f} steps/s ({log.steps} steps)", flush=True)
+    base = out.get("eager")
+    for name, r in out.items():
+        if base is not None and name != "eager":
+            r["speedup_vs_eager"] = r["steps_per_s"] / base["steps_per_s"]
+            print(f"  {name}: {r['speedup_vs_eager']:.2f}x the eager path")
+    return out
+
+
 def _drain(ex: Any, n: int) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     while len(got) < n:
@@ -304,8 +354,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pack-evals", type=int, default=2, help="timed evaluations per worker")
     parser.add_argument("--pack-final-epochs", type=int, default=0, help="shorter final runs")
     parser.add_argument("--fast", default=None, help="StepOptions of the fast path")
-    parser.add_argument("--no-latency", action="store_true")
-    parser.add_argument("--no-packing", action="store_true")
+    parser.add_argument("--full", action="store_true", help="the full configuration on a CPU")
+    parser.add_argument(
+        "--only", default="latency,packing,rate", help="parts to run (latency, packing, rate)"
+    )
+    parser.add_argument("--rate-steps", type=int, default=None, help="timed steps per path")
     parser.add_argument("--data-dir", default=None, help="reuse generated data here")
     parser.add_argument("--json", default=None, help="write the figures to this file")
     args = parser.parse_args(argv)
@@ -320,7 +373,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = resolve_device(args.device)
     args.device = str(device)
     args.device_one = "cuda:0" if device.type == "cuda" and device.index is None else args.device
-    args.tiny = args.tiny or device.type == "cpu"
+    args.tiny = args.tiny or (device.type == "cpu" and not args.full)
+    parts = set(args.only.split(","))
+    args.rate_steps = args.rate_steps or (8 if args.tiny else 200)
     args.overrides = dict(TINY) if args.tiny else {}
     args.validation_size = TINY_VALIDATION if args.tiny else FULL_VALIDATION
     args.candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
@@ -355,13 +410,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         args.report = report
         _save(args)
-        if not args.no_latency:
+        if "rate" in parts:
+            print("\n[rate] steps per second of one training run")
+            rate(args, paths)
+        if "latency" in parts:
             print("\n[latency] one evaluation, this process")
             latency(args, paths)
             fast = report["latency"].get("fast", {}).get("warm")
             if fast is not None:
                 args.full_steps = fast["steps"]
-        if not args.no_packing:
+        if "packing" in parts:
             print(f"\n[packing] K workers on {args.device_one}")
             packing(args, paths)
     _save(args)

@@ -55,14 +55,14 @@ timeout "${TESTS_S:-150}" $V -m pytest -q -p no:cacheprovider -rs \
 timeout "${STEP_S:-90}" $V tools/bench_step.py --devices cuda --sizes 5000000 --steps 20 \
     2>&1 | tee "$OUT/bench_step.log"
 
-# 3. one paper-preset evaluation per step path, cold and warm, and determinism's cost
+# 3. step rate and one paper-preset evaluation per step path (cold, warm), determinism's cost
 DATA=$(mktemp -d)
-timeout "${LATENCY_S:-200}" $V tools/bench_gpu.py --no-packing --data-dir "$DATA" \
+timeout "${LATENCY_S:-200}" $V tools/bench_gpu.py --only rate,latency --data-dir "$DATA" \
     --paths "${PATHS:-eager,fast,fast-bf16,fast-compiled}" --json "$OUT/latency.json" \
     2>&1 | tee "$OUT/latency.log"
 
 # 4. evaluations per GPU-hour with K packed workers (shorter final runs, extrapolated)
-timeout "${PACK_S:-110}" $V tools/bench_gpu.py --no-latency --data-dir "$DATA" \
+timeout "${PACK_S:-110}" $V tools/bench_gpu.py --only packing --data-dir "$DATA" \
     --ks "${KS:-1,4,8}" --pack-paths "${PACK_PATHS:-fast,eager}" --pack-evals 1 \
     --pack-final-epochs "${PACK_EPOCHS:-4}" --json "$OUT/packing.json" 2>&1 | tee "$OUT/packing.log"
 rm -rf "$DATA"

@@ -48,8 +48,8 @@ def add_step_flags(parser: argparse.ArgumentParser, *, workers_per_gpu: bool = F
         "--channels-last",
         choices=tuple(CHANNELS_LAST),
         help="image batches and convolution weights channels-last: auto (default: on CUDA "
-        "only), on (also on the CPU, where it was 1.6x faster for the paper's ConvNet but "
-        "changes the last bits of results), off",
+        "only), on (also on the CPU: somewhat faster for the paper's ConvNet there, but "
+        "results differ in their last bits), off",
     )
     a(
         "--batch-sweep",
