@@ -136,7 +136,7 @@ def job(payload: dict[str, Any]) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = True
 
     if not payload.get("deterministic", True):
-        protocol.make_deterministic = loose  # type: ignore[assignment]
+        protocol.make_deterministic = loose
     started = time.perf_counter()
     try:
         result = protocol.evaluate_factory(
@@ -311,7 +311,7 @@ def rate(args: argparse.Namespace, paths: dict[str, dict[str, Any]]) -> dict[str
         device=args.device,
         validation_size=args.validation_size,
     )
-    run = {"validate": False, "stop_below": 0.0, "stop_from": 1 << 30, "epochs": 1}
+    run: dict[str, Any] = {"validate": False, "stop_below": 0.0, "stop_from": 1 << 30, "epochs": 1}
     for name in args.paths:
         fields = dict(paths[name])
         if fields.pop("batch_sweep", False):
