@@ -159,6 +159,33 @@ def test_a_compiler_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     assert _key(one) == _key(eager) == _key(two)
 
 
+def test_a_compiled_network_that_fails_later_falls_back_too(monkeypatch):
+    """A compiled call that fails after the trial (a new shape, say) runs eagerly; an error
+    of the network itself is still raised."""
+    monkeypatch.setattr(fast, "_warned", set())
+    calls = []
+
+    def flaky(model, **kwargs):
+        def run(x):
+            calls.append(len(x))
+            if len(x) == 2:
+                raise RuntimeError("cannot compile this shape")
+            return model(x)
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", flaky)
+    net = fast.CompiledNet(torch.nn.Linear(4, 2).eval())
+    x = torch.ones(3, 4)
+    with torch.no_grad():
+        assert torch.equal(net(x), net.module(x))  # the trial, then the call
+        with pytest.warns(RuntimeWarning, match="torch.compile of the network failed"):
+            assert torch.equal(net(x[:2]), net.module(x[:2]))
+    assert net.failed and calls == [3, 3, 2]
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        net(torch.ones(3, 5))
+
+
 def test_out_of_memory_marks_the_candidate_and_the_next_one_runs(monkeypatch):
     released = []
     monkeypatch.setattr(fast, "release_memory", released.append)

@@ -99,7 +99,19 @@ class CompiledNet:
             self._tried.add(mode)
             if not self._trial(x):
                 return self.module(x)
-        return self._compiled(x)
+        try:
+            return self._compiled(x)
+        except Exception as exc:  # e.g. a new input shape that does not compile
+            if out_of_memory(exc):
+                raise
+            out = self.module(x)  # the network's own error, if it is not the compiler's
+            self._fail(exc)
+            return out
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failed = True
+        warn_once(f"torch.compile of the network failed ({type(exc).__name__}); eager")
+        log.debug("compiling the network failed", exc_info=exc)
 
     def _trial(self, x: torch.Tensor) -> bool:
         devices = [x.device] if x.device.type == "cuda" else []
@@ -114,9 +126,7 @@ class CompiledNet:
         except Exception as exc:
             if out_of_memory(exc):
                 raise
-            self.failed = True
-            warn_once(f"torch.compile of the network failed ({type(exc).__name__}); eager")
-            log.debug("compiling the network failed", exc_info=True)
+            self._fail(exc)
             return False
         finally:
             with torch.no_grad():
