@@ -169,3 +169,17 @@ def test_eval_bf16_records_its_step_options(capsys, tmp_path):
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["config"]["step"]["precision"] == "bf16"
     assert report["config"]["step"]["channels_last"] is True
+
+
+def test_the_data_checks_name_the_missing_file(tmp_path):
+    from nos.training.data import DataError, check_dataset
+
+    check_dataset("digits")  # nothing on disk to check
+    (tmp_path / "imagelabels.mat").write_bytes(b"")
+    with pytest.raises(DataError, match=r"missing Flowers102 file .*setid\.mat"):
+        check_dataset("flowers102", tmp_path)
+    with pytest.raises(DataError, match=r"CIFAR-10 not found: expected .*data_batch_1\.bin"):
+        check_dataset("cifar10", tmp_path)
+    data = _cifar_without(tmp_path / "c", "data_batch_5")
+    with pytest.raises(DataError, match=r"missing CIFAR-10 file .*data_batch_5\.bin"):
+        check_dataset("cifar10", data)
