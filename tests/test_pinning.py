@@ -58,14 +58,14 @@ def test_without_worker_env_the_environment_is_inherited(monkeypatch):
     assert out.result["visible"] == "5"
 
 
-torch = pytest.importorskip("torch")
-
-from nos.training.device import gpu_ids, worker_pinning  # noqa: E402
+# The workers import this module to run report_env: torch is imported by the tests below
+# only, so that a worker starts in a blink.
 
 
 @pytest.fixture
 def gpus(monkeypatch):
     """A machine with ``n`` GPUs, as far as torch can tell."""
+    torch = pytest.importorskip("torch")
 
     def make(n, visible=None):
         monkeypatch.setattr(torch.version, "cuda", "12.8")
@@ -84,6 +84,8 @@ def _visible(pinning):
 
 
 def test_round_robin_over_the_gpus_with_k_per_gpu(gpus):
+    from nos.training.device import worker_pinning
+
     gpus(2)
     p = worker_pinning("cuda", workers_per_gpu=3)
     assert p.device == "cuda" and p.workers == 6
@@ -96,12 +98,16 @@ def test_round_robin_over_the_gpus_with_k_per_gpu(gpus):
 
 
 def test_the_drivers_visible_devices_are_passed_on(gpus):
+    from nos.training.device import gpu_ids, worker_pinning
+
     gpus(2, visible="4,6")
     assert gpu_ids() == ["4", "6"]
     assert _visible(worker_pinning("cuda:1", 2)) == ["6", "6"]
 
 
 def test_cpu_is_not_pinned_and_bad_counts_are_one_line_errors(gpus):
+    from nos.training.device import worker_pinning
+
     gpus(0)
     p = worker_pinning("cpu", workers_per_gpu=4)
     assert p.envs == () and p.device == "cpu"
