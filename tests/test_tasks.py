@@ -63,18 +63,27 @@ def test_digits_task_is_resident_and_builds_its_model():
 def test_cifar10_tasks_from_files(tmp_path: Path):
     _write_tiny_cifar_bin(tmp_path)
     plain = load_task("cifar10", data_dir=tmp_path, width=4, validation_size=4)
+    # resident as uint8; inputs are made per batch
     assert plain.train_x.shape == (16, 3, 32, 32) and len(plain.val_y) == 4
-    assert float(plain.train_x.min()) >= 0.0 and float(plain.train_x.max()) <= 1.0
+    assert plain.train_x.dtype == torch.uint8
+    inputs = plain.inputs(plain.train_x)
+    assert inputs.dtype == torch.float32
+    assert float(inputs.min()) >= 0.0 and float(inputs.max()) <= 1.0
+    assert torch.equal(inputs * 255, plain.train_x.float())
     assert plain.model_options == {"width": 4}
 
     aug = load_task("cifar10", data_dir=tmp_path, width=4, augment=True, validation_size=4)
-    everything = torch.cat([aug.train_x, aug.val_x])  # normalised over train + validation
+    assert aug.train_x.data_ptr() == plain.train_x.data_ptr()  # one copy for both pipelines
+    everything = aug.inputs(torch.cat([aug.train_x, aug.val_x]))  # over train + validation
     assert torch.allclose(everything.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
     batch = aug.train_x[:8]
     first, again = aug.augmenter(5)(batch), aug.augmenter(5)(batch)
-    assert torch.equal(first, again) and not torch.equal(first, batch)
+    assert torch.equal(first, again) and not torch.equal(first, aug.inputs(batch))
+    x, y = aug.train_batch(torch.arange(8), aug.augmenter(5))
+    assert torch.equal(x, first) and torch.equal(y, aug.train_y[:8])
     model = aug.build_model(0)
-    assert model(batch).shape == (8, 10)
+    assert model(first).shape == (8, 10)
+    assert 0.0 <= aug.accuracy(model) <= 1.0
 
 
 def test_task_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nos.cli._args import positive_int, task_help
+from nos.cli._step import CHANNELS_LAST, add_step_flags, step_fields
 from nos.errors import NosError
 from nos.training.registry import PRESETS, get_preset, get_task
 
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="data directory (default $NOS_DATA)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per evaluation")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_step_flags(p)
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -86,11 +88,11 @@ def _overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _factory(spec: str, grammar: str, flip: bool) -> Any:
+def _factory(spec: str, grammar: str, flip: bool, compile: bool = False) -> Any:
     from nos.optim.factories import factory_for
 
     try:
-        return factory_for(spec, grammar, flip=flip)
+        return factory_for(spec, grammar, flip=flip, compile=compile)
     except ImportError as exc:
         raise NosError(f"{spec}: needs a module this installation lacks ({exc})") from None
     except (KeyError, LookupError) as exc:
@@ -180,6 +182,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     from nos.training.device import resolve_device
     from nos.training.protocol import evaluate_factory
+    from nos.training.spec import StepOptions
     from nos.training.tasks import worker_init
 
     # The proxy networks are small: extra intra-op threads only contend for the cores.
@@ -199,7 +202,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     target = preset.target if args.target is None else args.target
     if not 0.0 < target <= 1.0:
         raise NosError(f"--target must be an accuracy in (0, 1], got {target:g}")
-    factories = {spec: _factory(spec, args.grammar, args.flip) for spec in args.optimizers}
+    fields = step_fields(args)
+    batch_sweep = fields.pop("batch_sweep")
+    fields["channels_last"] = CHANNELS_LAST[fields["channels_last"]]
+    options = StepOptions(**fields)
+    factories = {
+        spec: _factory(spec, args.grammar, args.flip, options.compile_update)
+        for spec in args.optimizers
+    }
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -228,6 +238,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                         data_dir=args.data_dir,
                         device=device,
                         overrides=overrides,
+                        batch_sweep=batch_sweep,
+                        options=options,
                     )
                 )
                 bar.update()

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from nos.cli._args import nonnegative_int, positive_int, task_help
+from nos.cli._step import add_step_flags, check_data, step_fields
 from nos.errors import NosError
 from nos.executors import EXECUTORS
 from nos.training.registry import PRESETS, get_task
@@ -160,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--top", type=positive_int, default=5, help="hall-of-fame rows to print (5)")
     a("--data-dir", help="folder of the on-disk data sets (cifar10, flowers102)")
     a("--device", help="where evaluations train: cpu (default), cuda, cuda:N or auto")
+    add_step_flags(p, workers_per_gpu=True)  # GPU: --precision ... --workers-per-gpu
     a("--no-progress", action="store_true", help="no progress bar")
     a("--fake", help=argparse.SUPPRESS)  # JSON options of the test-only task 'fake'
     p.set_defaults(run=_run_search)
@@ -284,6 +286,7 @@ def _execution(args: argparse.Namespace, old: Any = None) -> Any:
         "workers": args.workers if args.workers is not None else old.workers,
         "data_dir": args.data_dir or old.data_dir,
         "device": _device(args.device) if args.device else old.device,
+        **step_fields(args, old),  # GPU
     }
     if executor == "ray":
         from nos.executors.ray import check_resources
@@ -327,6 +330,9 @@ def _run_search(args: argparse.Namespace) -> int:
     else:
         config = _config(args)
         execution = _execution(args)
+        execution.pinning()  # GPU: a bad --workers-per-gpu fails before the run exists
+        if config.task != "fake":
+            check_data(config.task, execution.data_dir)  # missing files: one line, now
         store = create_run(config, execution, name=args.name, root=args.root)
     name = store.path.name
     bar = _Bar(config.nominal_evaluations, enabled=not args.no_progress)

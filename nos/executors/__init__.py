@@ -37,9 +37,13 @@ def _serial(
 
 
 def _local(
-    function: str, *, workers: int | None = None, timeout_s: float | None = None
+    function: str,
+    *,
+    workers: int | None = None,
+    timeout_s: float | None = None,
+    worker_env: Any = None,
 ) -> Executor:
-    return LocalExecutor(function, workers=workers, timeout_s=timeout_s)
+    return LocalExecutor(function, workers=workers, timeout_s=timeout_s, worker_env=worker_env)
 
 
 def _ray(

@@ -9,6 +9,10 @@ exit signal or code as reason, and a fresh worker takes its place; a job that ru
 wall-clock limit gets its worker killed (SIGKILL) and becomes ``timeout``. The search goes
 on in every case. Workers exit within a second of the driver's death, even a SIGKILL
 (:func:`~nos.executors.base.exit_with_parent`).
+
+``worker_env`` gives each worker slot environment variables set before its process
+starts (slot i gets entry i modulo their number, and a replacement worker its slot's):
+``CUDA_VISIBLE_DEVICES`` pins a worker to one GPU.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +48,11 @@ STOP_GRACE_S = 2.0
 # ------------------------------------------------------------------------- worker side
 
 
-def _worker_main(conn: Any, function: str, parent_pid: int) -> None:
+def _worker_main(
+    conn: Any, function: str, parent_pid: int, env: Mapping[str, str] | None = None
+) -> None:
     """Loop of one worker process: receive (job_id, payload), send (job_id, result, times)."""
+    os.environ.update(env or {})  # set at start too; again before anything reads it
     exit_with_parent(parent_pid)
     limit_threads()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
@@ -80,6 +88,22 @@ class _Worker:
     job: tuple[str, dict[str, Any], float | None] | None = None
     started: float = 0.0  # time.time() at dispatch
     t0: float = 0.0  # time.monotonic() at dispatch
+    slot: int = 0  # its place in the pool (and its worker_env entry)
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """``env`` in this process's environment for the duration of the block."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _death_reason(exitcode: int | None) -> str:
@@ -100,9 +124,16 @@ class LocalExecutor:
       function: ``"module:function"`` run on each payload in a worker.
       workers: number of processes (default: the number of cores).
       timeout_s: default wall-clock limit per job (None: no limit); ``submit`` may override.
+      worker_env: environment variables per worker slot (see the module docstring).
     """
 
-    def __init__(self, function: str, workers: int | None = None, timeout_s: float | None = None):
+    def __init__(
+        self,
+        function: str,
+        workers: int | None = None,
+        timeout_s: float | None = None,
+        worker_env: Sequence[Mapping[str, str]] | None = None,
+    ):
         import multiprocess
         import multiprocess.connection
 
@@ -118,25 +149,31 @@ class LocalExecutor:
         self._spawned = 0
         self._ready: list[Outcome] = []
         self._closed = False
-        for _ in range(self.workers):
-            self._pool.append(self._spawn())
+        self._envs = [dict(e) for e in worker_env or ()]
+        for slot in range(self.workers):
+            self._pool.append(self._spawn(slot))
 
     # workers -------------------------------------------------------------------------
 
-    def _spawn(self) -> _Worker:
+    def _env(self, slot: int) -> dict[str, str]:
+        return self._envs[slot % len(self._envs)] if self._envs else {}
+
+    def _spawn(self, slot: int) -> _Worker:
         self._spawned += 1
         name = f"w{self._spawned}"
+        env = self._env(slot)
         parent, child = self._ctx.Pipe()
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(child, self._function, os.getpid()),
+            args=(child, self._function, os.getpid(), env),
             name=f"nos-{name}",
             daemon=True,
         )
-        proc.start()
+        with _environment(env):  # a spawned child inherits the environment at start
+            proc.start()
         child.close()
-        log.debug("started worker %s (pid %s)", name, proc.pid)
-        return _Worker(f"{name}/{proc.pid}", proc, parent)
+        log.debug("started worker %s (pid %s) with %s", name, proc.pid, env)
+        return _Worker(f"{name}/{proc.pid}", proc, parent, slot=slot)
 
     def _replace(self, worker: _Worker) -> None:
         with contextlib.suppress(OSError):
@@ -145,7 +182,7 @@ class LocalExecutor:
             worker.process.kill()
         worker.process.join(timeout=5)
         index = self._pool.index(worker)
-        self._pool[index] = self._spawn()
+        self._pool[index] = self._spawn(worker.slot)
 
     def _dispatch(self) -> None:
         for worker in self._pool:

@@ -70,11 +70,14 @@ def baseline_factory(name: str) -> OptimizerFactory:
     return factory
 
 
-def factory_for(spec: str, grammar: str = "morgan2024", *, flip: bool = False) -> OptimizerFactory:
+def factory_for(
+    spec: str, grammar: str = "morgan2024", *, flip: bool = False, compile: bool = False
+) -> OptimizerFactory:
     """The optimizer named by ``spec``: ``torch:NAME``, ``zoo:NAME`` or candidate text.
 
-    Candidates and zoo entries become :class:`nos.optim.SymbolicOptimizer`. Unknown names
-    and unreadable candidates raise :class:`~nos.errors.NosError`.
+    Candidates and zoo entries become :class:`nos.optim.SymbolicOptimizer` (with a
+    compiled update when ``compile``; the torch baselines ignore it). Unknown names and
+    unreadable candidates raise :class:`~nos.errors.NosError`.
     """
     spec = spec.strip()
     if spec.startswith(TORCH_PREFIX):
@@ -85,7 +88,7 @@ def factory_for(spec: str, grammar: str = "morgan2024", *, flip: bool = False) -
         params: list[nn.Parameter], lr: float, total: int, warmup: int
     ) -> torch.optim.Optimizer:
         return SymbolicOptimizer(
-            params, candidate, lr=lr, total_steps=total, warmup=warmup, flip=flip
+            params, candidate, lr=lr, total_steps=total, warmup=warmup, flip=flip, compile=compile
         )
 
     return factory

@@ -62,6 +62,23 @@ class Execution:
     address: str = ""  # ray: "" (a local instance), "auto" or HOST:PORT
     cpus_per_eval: float = 1.0  # ray: resources each evaluation declares
     gpus_per_eval: float = 0.0
+    # --- GPU: the training step and packing (nos.training.fast, nos.training.device) ---
+    workers_per_gpu: int = 1
+    precision: str = "fp32"
+    compile: str = "off"
+    cuda_graph: bool = False
+    channels_last: str = "auto"  # auto, on, off
+    batch_sweep: bool = False
+
+    def pinning(self) -> Any:
+        """One GPU per local worker (a :class:`nos.training.device.Pinning`), or None."""
+        if self.executor != "local" or not self.device.startswith("cuda"):
+            return None
+        from nos.training.device import worker_pinning
+
+        return worker_pinning(self.device, self.workers_per_gpu, self.workers or None)
+
+    # --- end GPU ---
 
     @property
     def n_workers(self) -> int:
@@ -69,6 +86,9 @@ class Execution:
             return 1
         if self.executor == "ray":
             return self.workers  # 0: the cluster's capacity
+        pinning = self.pinning()  # GPU: workers_per_gpu x GPUs unless --workers
+        if pinning is not None:
+            return int(pinning.workers)
         return self.workers or os.cpu_count() or 1
 
     def executor_options(self) -> dict[str, Any]:
@@ -187,6 +207,8 @@ def _job_setup(
         from nos.search.fake import job_payload
 
         return "nos.search.fake:evaluate", functools.partial(job_payload, options=config.fake)
+    pinning = execution.pinning()  # GPU: a pinned worker sees its GPU as "cuda"
+    device = execution.device if pinning is None else pinning.device
 
     def real_job(request: Any) -> dict[str, Any]:
         entry = request.entry
@@ -202,7 +224,12 @@ def _job_setup(
             lr_grid="paper",
             timeout_s=config.soft_timeout_s,
             data_dir=execution.data_dir or None,
-            device=execution.device,
+            device=device,
+            batch_sweep=execution.batch_sweep,  # GPU: the training step
+            precision=execution.precision,
+            compile=execution.compile,
+            cuda_graph=execution.cuda_graph,
+            channels_last={"on": True, "off": False}.get(execution.channels_last),
         ).to_dict()
 
     return "nos.search.worker:evaluate_job", real_job
@@ -224,6 +251,8 @@ def execute(
     grammar = load_grammar(grammar_path)
     seeds = resolve_seeds(config.seed_from, grammar, store.path.parent)
     function, job_factory = _job_setup(config, execution, grammar_path)
+    pinning = execution.pinning()  # GPU: CUDA_VISIBLE_DEVICES per worker
+    pinned = {} if pinning is None else {"worker_env": pinning.envs}
     try:
         executor = make_executor(
             execution.executor,
@@ -231,6 +260,7 @@ def execute(
             workers=execution.n_workers,
             timeout_s=config.kill_after_s,
             **execution.executor_options(),
+            **pinned,
         )
     except ValueError as exc:
         raise NosError(str(exc)) from None

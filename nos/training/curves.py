@@ -122,9 +122,7 @@ def train_curve(
         augment = task.augmenter(seed)
         for step in range(1, budget.steps + 1):
             index = order.next()
-            x, y = task.train_x[index], task.train_y[index]
-            if augment is not None:
-                x = augment(x)
+            x, y = task.train_batch(index, augment)
             opt.zero_grad(set_to_none=True)
             loss = task.loss(model(x), y)
             loss.backward()

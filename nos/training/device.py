@@ -17,18 +17,30 @@ slow small convolutional networks by some percent to tens of percent (scatter-ad
 ops, e.g. in embedding backward, are the slowest); ``tools/bench_gpu.py`` measures it on
 the machine at hand. On the CPU none of these settings apply: CPU kernels here are
 deterministic for a fixed thread count, and workers run one thread each.
+
+:func:`worker_pinning` spreads the local executor's workers over the GPUs: each worker
+process sees exactly one (``CUDA_VISIBLE_DEVICES`` set before it starts), round-robin over
+the GPUs visible to the driver, ``workers_per_gpu`` of them per GPU by default.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 import torch
 
 from nos.errors import NosError
 
-__all__ = ["DEVICE_HELP", "make_deterministic", "resolve_device"]
+__all__ = [
+    "DEVICE_HELP",
+    "Pinning",
+    "gpu_ids",
+    "make_deterministic",
+    "resolve_device",
+    "worker_pinning",
+]
 
 DEVICE_HELP = "cpu, cuda, cuda:N or auto (cuda when a GPU is present)"
 _PATTERN = re.compile(r"^(cpu|cuda|auto)(?::(\d+))?$")
@@ -68,3 +80,42 @@ def make_deterministic(device: torch.device) -> None:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs this process sees, as entries for a child's ``CUDA_VISIBLE_DEVICES``
+    (the driver's own ``CUDA_VISIBLE_DEVICES`` is respected: its entries are passed on)."""
+    count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip():
+        return [v.strip() for v in visible.split(",") if v.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Pinning:
+    """Where the local executor's workers train: the device name a job uses inside its
+    worker, the environment of each worker slot, and the number of workers."""
+
+    device: str
+    envs: tuple[dict[str, str], ...]
+    workers: int
+
+
+def worker_pinning(device: str, workers_per_gpu: int = 1, workers: int | None = None) -> Pinning:
+    """One GPU per worker process for evaluations on ``device`` (``cuda``: all visible
+    GPUs, ``cuda:N``: GPU N only), round-robin; ``workers`` defaults to
+    ``workers_per_gpu`` x the GPUs. On the CPU nothing is pinned."""
+    if isinstance(workers_per_gpu, bool) or not isinstance(workers_per_gpu, int):
+        raise NosError(f"--workers-per-gpu must be a positive integer, got {workers_per_gpu!r}")
+    if workers_per_gpu < 1:
+        raise NosError(f"--workers-per-gpu must be at least 1, got {workers_per_gpu}")
+    dev = resolve_device(device)
+    if dev.type != "cuda":
+        return Pinning(str(dev), (), workers or 0)
+    ids = gpu_ids()
+    if dev.index is not None:
+        ids = [ids[dev.index]]
+    count = workers or len(ids) * workers_per_gpu
+    envs = tuple({"CUDA_VISIBLE_DEVICES": ids[i % len(ids)]} for i in range(count))
+    return Pinning("cuda", envs, count)

@@ -29,7 +29,13 @@ Additions to the paper's protocol, all recorded in :meth:`Preset.to_dict`:
   ``divergence_factor`` x its first loss, and scores what it reached; the final run stops
   when its loss is non-finite (the weights cannot recover), which makes the evaluation
   ``diverged`` (the reason gives the best validation accuracy before);
-* a wall-clock timeout per evaluation (checked between steps) -> ``timeout``.
+* a wall-clock timeout per evaluation (checked between steps) -> ``timeout``;
+* a device out of memory -> ``error`` with a reason that starts "out of GPU memory" (or
+  "out of memory" on the CPU); what the evaluation held on the GPU is released after
+  every evaluation, so the worker goes on with the next one.
+
+How the steps run (precision, compilation, CUDA graphs, channels-last) is a
+:class:`~nos.training.spec.StepOptions` (:mod:`nos.training.fast`).
 
 Inputs and outputs are plain data (:class:`~nos.training.spec.EvalSpec`,
 :class:`~nos.training.spec.EvalResult`, JSON-ready) so that :func:`evaluate` runs in worker
@@ -51,9 +57,10 @@ from nos.errors import NosError
 from nos.optim.factories import OptimizerFactory, factory_for
 from nos.status import Status
 from nos.training.device import make_deterministic, resolve_device
+from nos.training.fast import out_of_memory, release_memory
 from nos.training.presets import Preset, reduced_grid
 from nos.training.registry import get_preset
-from nos.training.spec import EvalResult, EvalSpec, round_floats
+from nos.training.spec import EvalResult, EvalSpec, StepOptions, round_floats
 from nos.training.tasks import Task, load_task
 from nos.training.trainer import Deadline, RunLog, Trainer
 
@@ -171,12 +178,14 @@ def evaluate_factory(
     device: str = "cpu",
     batch_sweep: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    options: StepOptions | None = None,
 ) -> EvalResult:
     """Run the protocol for an optimizer factory over one or more seeds.
 
     Configuration mistakes (unknown preset, missing data) raise :class:`NosError`; whatever
     the optimizer does (non-finite values, exceptions, slowness) becomes the result's status.
     """
+    options = options or StepOptions()
     started = time.monotonic()
     dev = task.device if isinstance(task, Task) else resolve_device(device)
     make_deterministic(dev)
@@ -200,6 +209,7 @@ def evaluate_factory(
         "timeout_s": timeout_s,
         "batch_sweep": batch_sweep,
         "device": str(dev),
+        "step": dataclasses.asdict(options),
     }
     the_task = (
         task
@@ -211,7 +221,15 @@ def evaluate_factory(
     outcomes: list[SeedOutcome] = []
     steps = 0
     for seed in seed_list:
-        trainer = Trainer(factory, the_task, p, seed, deadline=deadline, batch_sweep=batch_sweep)
+        trainer = Trainer(
+            factory,
+            the_task,
+            p,
+            seed,
+            deadline=deadline,
+            batch_sweep=batch_sweep,
+            options=options,
+        )
         try:
             outcome = run_protocol(trainer, p, stages)
         except Deadline:
@@ -221,12 +239,23 @@ def evaluate_factory(
             )
         except Exception as exc:  # the candidate's numerics or code failed
             log.debug("evaluation error", exc_info=True)
-            outcome = SeedOutcome(Status.ERROR, reason=f"{type(exc).__name__}: {exc}")
+            outcome = SeedOutcome(Status.ERROR, reason=_reason(exc, dev))
         steps += trainer.steps
         outcomes.append(outcome)
         if outcome.status in (Status.TIMEOUT, Status.ERROR):
             break  # the remaining seeds would fail the same way
+    del trainer
+    release_memory(dev)
     return _combine(outcomes, seed_list, steps, time.monotonic() - started, p, config)
+
+
+def _reason(exc: BaseException, device: Any) -> str:
+    """An error's reason; out-of-memory errors say so first, in words."""
+    text = f"{type(exc).__name__}: {exc}"
+    if out_of_memory(exc):
+        where = "GPU memory" if str(device).startswith("cuda") else "memory"
+        return f"out of {where}: {' '.join(text.split())}"[:300]
+    return text
 
 
 def _combine(
@@ -270,22 +299,35 @@ def _combine(
 def evaluate(spec: EvalSpec) -> EvalResult:
     """Evaluate ``spec`` (in this process); candidate problems become the result's status."""
     started = time.monotonic()
+    options = spec.step_options
     try:
-        factory = factory_for(spec.candidate, spec.grammar, flip=spec.flip)
+        factory = factory_for(
+            spec.candidate, spec.grammar, flip=spec.flip, compile=options.compile_update
+        )
     except (NosError, ImportError) as exc:
         return _error(f"{type(exc).__name__}: {exc}", started, {"spec": spec.to_dict()})
-    result = evaluate_factory(
-        factory,
-        spec.task,
-        spec.preset,
-        spec.seeds,
-        lr_grid=spec.lr_grid,
-        lr_hint=spec.lr_hint,
-        timeout_s=spec.timeout_s,
-        data_dir=spec.data_dir,
-        device=spec.device,
-        batch_sweep=spec.batch_sweep,
-        overrides=spec.overrides,
-    )
+    oom = None
+    try:
+        result = evaluate_factory(
+            factory,
+            spec.task,
+            spec.preset,
+            spec.seeds,
+            lr_grid=spec.lr_grid,
+            lr_hint=spec.lr_hint,
+            timeout_s=spec.timeout_s,
+            data_dir=spec.data_dir,
+            device=spec.device,
+            batch_sweep=spec.batch_sweep,
+            overrides=spec.overrides,
+            options=options,
+        )
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        oom = _reason(exc, spec.device)  # e.g. the data set did not fit on the device
+    if oom is not None:  # released once the exception (and the frames it holds) is gone
+        release_memory(spec.device)
+        return _error(oom, started, {"spec": spec.to_dict()})
     config = {**result.config, "spec": spec.to_dict()}
     return dataclasses.replace(result, config=config, wall_s=time.monotonic() - started)

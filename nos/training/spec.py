@@ -13,13 +13,56 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nos.errors import NosError
 from nos.status import Status
 
-__all__ = ["EvalResult", "EvalSpec", "round_floats"]
+__all__ = ["COMPILE_MODES", "PRECISIONS", "EvalResult", "EvalSpec", "StepOptions", "round_floats"]
+
+#: ``--precision``: float32 everywhere, or bfloat16 autocast of the forward pass.
+PRECISIONS = ("fp32", "bf16")
+#: ``--compile``: what goes through ``torch.compile``: nothing, the network (once per
+#: worker, reused by every candidate), the candidate's update, or both.
+COMPILE_MODES = ("off", "model", "update", "all")
 
 
 def round_floats(values: Sequence[float]) -> tuple[float, ...]:
     return tuple(round(float(v), 6) for v in values)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How a training step runs (:mod:`nos.training.fast`); none of it changes the protocol.
+
+    ``precision`` is ``fp32`` or ``bf16`` (autocast of the forward pass and the loss);
+    ``compile`` one of :data:`COMPILE_MODES`; ``cuda_graph`` captures forward, backward and
+    the candidate's update in one CUDA graph (CUDA only; the update is compiled only when
+    ``compile`` says so);
+    ``channels_last`` stores image batches and convolution weights channels-last (``None``:
+    on a CUDA device only, so CPU results stay those of the plain layout).
+    """
+
+    precision: str = "fp32"
+    compile: str = "off"
+    cuda_graph: bool = False
+    channels_last: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise NosError(
+                f"unknown precision {self.precision!r}; choose {' or '.join(PRECISIONS)}"
+            )
+        if self.compile not in COMPILE_MODES:
+            raise NosError(
+                f"unknown compile mode {self.compile!r}; choose one of {', '.join(COMPILE_MODES)}"
+            )
+
+    @property
+    def compile_model(self) -> bool:
+        return self.compile in ("model", "all")
+
+    @property
+    def compile_update(self) -> bool:
+        return self.compile in ("update", "all")
 
 
 @dataclass(frozen=True)
@@ -29,6 +72,8 @@ class EvalSpec:
     ``candidate`` is candidate text in ``grammar``, ``zoo:NAME`` or ``torch:NAME``. ``task``
     defaults to the preset's. ``lr_grid`` is ``paper`` (the preset's stages) or ``reduced``
     (around ``lr_hint``). ``overrides`` replaces :class:`Preset` fields (small budgets).
+    ``precision``, ``compile``, ``cuda_graph`` and ``channels_last`` are the
+    :class:`StepOptions` of the training step.
     """
 
     candidate: str
@@ -44,6 +89,14 @@ class EvalSpec:
     device: str = "cpu"
     batch_sweep: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    compile: str = "off"
+    cuda_graph: bool = False
+    channels_last: bool | None = None
+
+    @property
+    def step_options(self) -> StepOptions:
+        return StepOptions(self.precision, self.compile, self.cuda_graph, self.channels_last)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -13,7 +13,10 @@ The tasks themselves are registered in :mod:`nos.training.registry`:
 * ``digits`` and ``mnist1d`` - the embedded sets with :class:`~nos.training.models.DigitsMLP` and
   :class:`~nos.training.models.Mnist1dCNN`; they need no files.
 
-The splits live on the training device as tensors, so a step only gathers indices. The order
+The splits live on the training device as tensors, so a step only gathers indices. Image
+sets stay there as ``uint8`` (:mod:`nos.training.images`): :meth:`Task.inputs` and
+:meth:`Task.train_batch` turn a batch into model inputs on the device, and the two
+pipelines of a task share one copy of the images. The order
 of the training samples is a :class:`BatchOrder`: the paper never shuffles (the same cyclic
 order every pass), which stays the default; shuffling draws a fresh permutation per pass from
 an explicit ``torch.Generator``.
@@ -36,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nos.training.data import augment_batch, channel_stats, load_dataset, normalize, to_tensor
+from nos.training.data import channel_stats, load_dataset, to_tensor
+from nos.training.images import Augmenter, Pixels, to_uint8_nchw
 from nos.training.models import build_model
 from nos.training.registry import KINDS, get_task, task_names
 
@@ -103,6 +107,8 @@ class Task:
 
     ``kind`` (a key of :data:`nos.training.registry.KINDS`) decides the loss and the
     metric; the test split is there only when it was asked for (``include_test=True``).
+    Image sets hold ``uint8`` NCHW images and their :class:`~nos.training.images.Pixels`;
+    :meth:`inputs` (or :meth:`train_batch`) makes model inputs of them.
     """
 
     name: str
@@ -116,6 +122,21 @@ class Task:
     kind: str = "classification"
     test_x: torch.Tensor | None = None
     test_y: torch.Tensor | None = None
+    pixels: Pixels | None = None
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs of stored samples (``uint8`` images become float32)."""
+        return x if self.pixels is None else self.pixels(x)
+
+    def train_batch(
+        self,
+        index: torch.Tensor,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of the training samples ``index``, through ``augment`` (from
+        :meth:`augmenter`) when given."""
+        x = self.train_x[index]
+        return (self.inputs(x) if augment is None else augment(x)), self.train_y[index]
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The training loss of a batch: cross-entropy (per sample or per token) or MSE."""
@@ -138,16 +159,23 @@ class Task:
 
     @torch.no_grad()
     def evaluate(
-        self, model: nn.Module, split: str = "validation", *, chunk: int = 2048
+        self,
+        model: nn.Module,
+        split: str = "validation",
+        *,
+        chunk: int = 2048,
+        forward: Forward | None = None,
     ) -> tuple[float, float]:
         """(mean loss, metric) of ``model`` on a split, in evaluation mode (restores its
-        mode). The metric is the kind's: accuracy, MSE, or the loss itself."""
+        mode). The metric is the kind's: accuracy, MSE, or the loss itself. ``forward(model,
+        inputs)`` replaces ``model(inputs)`` (e.g. under autocast)."""
         x, y = self.split(split)
+        run = forward or _call
         was_training = model.training
         model.eval()
         total, correct, count = 0.0, 0, 0
         for start in range(0, len(y), chunk):
-            out = model(x[start : start + chunk])
+            out = run(model, self.inputs(x[start : start + chunk]))
             target = y[start : start + chunk]
             n = len(target)
             total += float(self.loss(out, target)) * n
@@ -177,24 +205,67 @@ class Task:
         """Per-batch augmentation drawing from its own generator, or ``None`` without it."""
         if not self.augment:
             return None
+        if self.pixels is None:
+            raise ValueError(f"task {self.name!r} holds no images to augment")
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        return lambda x: augment_batch(x, generator)
+        return Augmenter(self.pixels, generator)
 
     @torch.no_grad()
-    def accuracy(self, model: nn.Module, *, chunk: int = 2048) -> float:
+    def accuracy(
+        self, model: nn.Module, *, chunk: int = 2048, forward: Forward | None = None
+    ) -> float:
         """Validation accuracy of ``model`` in evaluation mode (restores its mode)."""
+        run = forward or _call
         was_training = model.training
         model.eval()
         correct = 0
         for start in range(0, len(self.val_y), chunk):
-            out = model(self.val_x[start : start + chunk])
+            out = run(model, self.inputs(self.val_x[start : start + chunk]))
             correct += int((out.argmax(1) == self.val_y[start : start + chunk]).sum())
         model.train(was_training)
         return correct / len(self.val_y)
 
 
-def _tensors(x: np.ndarray, y: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
-    return to_tensor(x, device), torch.from_numpy(np.ascontiguousarray(y)).to(device)
+Forward = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def _call(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def _is_images(x: np.ndarray) -> bool:
+    return x.dtype == np.uint8 and x.ndim == 4
+
+
+def _inputs(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return to_uint8_nchw(x, device) if _is_images(x) else to_tensor(x, device)
+
+
+def _labels(y: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(y)).to(device)
+
+
+@dataclass(frozen=True, eq=False)
+class _Resident:
+    """A data set's splits on one device, shared by the task's pipelines."""
+
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    num_classes: int
+    stats: tuple[np.ndarray, np.ndarray] | None  # per-channel mean and std of uint8 images
+
+
+@functools.lru_cache(maxsize=4)
+def _load_resident(
+    name: str, data_dir: str | None, device: str, options: tuple[tuple[str, Any], ...]
+) -> _Resident:
+    dev = torch.device(device)
+    data = load_dataset(name, data_dir, **dict(options))
+    splits = {k: (_inputs(s.x, dev), _labels(s.y, dev)) for k, s in data.splits().items()}
+    stats = None
+    if _is_images(data.train.x) and get_task(name).augmentable:
+        # Statistics over train + validation: the reference normalised with all 50k images.
+        stats = channel_stats(data.train.x, data.validation.x)
+    return _Resident(splits, data.num_classes, stats)
 
 
 @functools.lru_cache(maxsize=4)
@@ -210,25 +281,35 @@ def _load_cached(
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(task_names())}")
     if augment and not get_task(name).augmentable:
         raise ValueError(f"task {name!r} has no augmentation pipeline")
-    dev = torch.device(device)
     info = get_task(name)
-    data = load_dataset(name, data_dir, **dict(options))
-    train_x, val_x = data.train.x, data.validation.x
-    test_x = data.test.x if data.test is not None else None
-    if augment:
-        # Statistics over train + validation: the reference normalised with all 50k images.
-        mean, std = channel_stats(train_x, val_x)
-        train_x, val_x = normalize(train_x, mean, std), normalize(val_x, mean, std)
-        test_x = normalize(test_x, mean, std) if test_x is not None else None
-    tx, ty = _tensors(train_x, data.train.y, dev)
-    vx, vy = _tensors(val_x, data.validation.y, dev)
-    ex = ey = None
-    if test_x is not None and data.test is not None:
-        ex, ey = _tensors(test_x, data.test.y, dev)
+    data = _load_resident(name, data_dir, device, options)
+    (tx, ty), (vx, vy) = data.splits["train"], data.splits["validation"]
+    ex, ey = data.splits.get("test", (None, None))
+    pixels = None
+    if tx.dtype == torch.uint8:
+        channels = tx.shape[1]
+        if augment:
+            assert data.stats is not None  # augmentable image sets carry their statistics
+            pixels = Pixels.normalized(*data.stats, device=tx.device)
+        else:
+            pixels = Pixels.scaled(channels, device=tx.device)
     model_options: dict[str, Any] = {}
     if width is not None:
         model_options["width"] = width
-    return Task(name, tx, ty, vx, vy, data.num_classes, augment, model_options, info.kind, ex, ey)
+    return Task(
+        name,
+        tx,
+        ty,
+        vx,
+        vy,
+        data.num_classes,
+        augment,
+        model_options,
+        info.kind,
+        ex,
+        ey,
+        pixels,
+    )
 
 
 def load_task(

@@ -8,24 +8,31 @@ Speed (measured on the 2-core CPU, see ``tools/bench_eval.py``): training a stag
 together with ``torch.func.vmap`` over stacked parameters (``batch_sweep=True``) was 10-75%
 *slower* than one network after the other for the digits MLP and the MNIST-1D CNN (the
 optimizers still step one network at a time), so the sequential sweep is the default; the
-batched path remains for devices where per-step overhead dominates. The throughput gain on
-a CPU comes from single-threaded worker processes (:func:`nos.training.tasks.worker_init`).
+batched path remains for devices where per-step overhead dominates (``--batch-sweep``; it
+stays off by default on GPUs too until ``tools/bench_gpu.py`` shows it winning there: that
+has not been measured). The throughput gain on a CPU comes from single-threaded worker
+processes (:func:`nos.training.tasks.worker_init`). How each step runs (precision, layout,
+compilation, CUDA graphs) is the :class:`~nos.training.fast.StepPlan` of the options.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nos.optim.factories import OptimizerFactory
+from nos.training.fast import StepPlan
 from nos.training.presets import Preset
+from nos.training.spec import StepOptions
 from nos.training.tasks import Task
 
 __all__ = ["Deadline", "RunLog", "Trainer"]
@@ -58,8 +65,15 @@ class RunLog:
 class _Member:
     """One network of a run with its optimizer, divergence monitor and epoch counters."""
 
-    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, lr: float):
+    def __init__(
+        self,
+        model: nn.Module,
+        opt: torch.optim.Optimizer,
+        lr: float,
+        runner: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
         self.model, self.opt, self.log = model, opt, RunLog(lr)
+        self.runner = runner or model  # what a forward pass calls (a compiled network)
         self.first_loss: float | None = None
         self.correct = torch.zeros((), dtype=torch.long, device=_device_of(model))
         self.seen = 0
@@ -95,6 +109,10 @@ class _Member:
         return acc
 
 
+def _forward(plan: StepPlan, runner: Any, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return plan.run(runner, x)
+
+
 def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -105,7 +123,9 @@ class Trainer:
     Every run starts from the same initial weights and sees the same batches (order and
     augmentation drawn from generators seeded with ``seed``); dropout draws from torch's
     global generator, reseeded with ``seed`` inside a forked RNG state per run, so the
-    caller's random state is untouched and reruns are identical.
+    caller's random state is untouched and reruns are identical. ``options`` (a
+    :class:`~nos.training.spec.StepOptions`) selects the fast step of
+    :mod:`nos.training.fast`; the default is the plain eager float32 step.
     """
 
     def __init__(
@@ -117,9 +137,11 @@ class Trainer:
         *,
         deadline: float | None = None,
         batch_sweep: bool = False,
+        options: StepOptions | None = None,
     ):
         self.factory, self.task, self.preset, self.seed = factory, task, preset, seed
         self.deadline, self.batch_sweep = deadline, batch_sweep
+        self.plan = StepPlan(options or StepOptions(), task)
         # Syncing the loss every step costs nothing on a CPU but stalls a GPU.
         self.check_every = 1 if task.device.type == "cpu" else 50
         self.steps = 0
@@ -146,13 +168,24 @@ class Trainer:
                 )
         return logs
 
-    def _member(self, lr: float) -> _Member:
-        model = self.task.build_model(self.seed)
+    def _member(self, lr: float, shared: bool) -> _Member:
+        model, runner = self.plan.network(self.task, self.seed, shared=shared)
         model.train()
         opt = self.factory(
             list(model.parameters()), float(lr), self.preset.total_steps, self.preset.warmup
         )
-        return _Member(model, opt, lr)
+        return _Member(model, opt, lr, runner)
+
+    def _single_step(self, member: _Member) -> Callable[..., None]:
+        if self.plan.graphs:
+            from nos.training.fast import warn_once
+            from nos.training.graphs import GraphedStep, capture_problem
+
+            problem = capture_problem(member.opt)
+            if problem is None:
+                return GraphedStep(member, self.plan)
+            warn_once(f"no CUDA graph: {problem}; the steps run eagerly")
+        return self._sequential_step
 
     def _train_group(
         self,
@@ -163,8 +196,10 @@ class Trainer:
         stop_below: float,
         stop_from: int,
     ) -> list[RunLog]:
-        members = [self._member(lr) for lr in lrs]
-        step_fn = self._sequential_step if len(members) == 1 else _BatchedStep(members)
+        members = [self._member(lr, shared=len(lrs) == 1) for lr in lrs]
+        step_fn = (
+            self._single_step(members[0]) if len(members) == 1 else _BatchedStep(members, self.plan)
+        )
         order = self.task.batch_order(
             self.preset.batch_size, self.seed, shuffle=self.preset.shuffle
         )
@@ -176,9 +211,8 @@ class Trainer:
         for epoch in range(epochs):
             for step in range(steps_per_epoch):
                 index = order.next()
-                x, y = self.task.train_x[index], self.task.train_y[index]
-                if augment is not None:
-                    x = augment(x)
+                x, y = self.task.train_batch(index, augment)
+                x = self.plan.prepare(x)
                 step_fn(active, x, y)
                 self.steps += len(active)
                 if step % self.check_every == 0 or step == steps_per_epoch - 1:
@@ -193,7 +227,8 @@ class Trainer:
             for m in list(active):
                 acc = m.end_epoch()
                 if validate:
-                    m.log.val_acc.append(self.task.accuracy(m.model))
+                    forward = functools.partial(_forward, self.plan, m.runner)
+                    m.log.val_acc.append(self.task.accuracy(m.model, forward=forward))
                 if epoch >= stop_from and acc < stop_below:
                     m.log.outcome = "stopped"
                     m.log.detail = f"train accuracy {acc:.3f} < {stop_below:g} at epoch {epoch}"
@@ -202,12 +237,12 @@ class Trainer:
                 break
         return [m.log for m in members]
 
-    @staticmethod
-    def _sequential_step(active: list[_Member], x: torch.Tensor, y: torch.Tensor) -> None:
+    def _sequential_step(self, active: list[_Member], x: torch.Tensor, y: torch.Tensor) -> None:
         for m in active:
             m.opt.zero_grad(set_to_none=True)
-            out = m.model(x)
-            loss = F.cross_entropy(out, y)
+            with self.plan.autocast():
+                out = m.runner(x)
+                loss = F.cross_entropy(out, y)
             loss.backward()
             m.opt.step()
             m.record(loss, (out.argmax(1) == y).sum(), len(y))
@@ -222,8 +257,10 @@ class _BatchedStep:
     reports training accuracy only).
     """
 
-    def __init__(self, members: list[_Member]):
+    def __init__(self, members: list[_Member], plan: StepPlan):
         from torch.func import functional_call, vmap
+
+        self.plan = plan
 
         template = copy.deepcopy(members[0].model)
         for module in template.modules():
@@ -245,7 +282,8 @@ class _BatchedStep:
         for m in active:
             m.opt.zero_grad(set_to_none=True)
         stacked = {k: torch.stack([self.params[id(m)][k] for m in active]) for k in self.names}
-        losses, correct = self.fn(stacked, x, y)
+        with self.plan.autocast():
+            losses, correct = self.fn(stacked, x, y)
         losses.sum().backward()  # the networks' losses are independent
         for i, m in enumerate(active):
             m.opt.step()

@@ -16,9 +16,9 @@ import os
 from typing import Any
 
 from nos.training.data.base import DATA_ENV, DataError, Dataset, Split, default_cache_dir
-from nos.training.data.cifar10 import load_cifar10
+from nos.training.data.cifar10 import check_cifar10, load_cifar10
 from nos.training.data.embedded import load_digits, load_mnist1d
-from nos.training.data.flowers102 import load_flowers102
+from nos.training.data.flowers102 import check_flowers102, load_flowers102
 from nos.training.data.transforms import (
     as_float32,
     augment_batch,
@@ -36,6 +36,7 @@ __all__ = [
     "as_float32",
     "augment_batch",
     "channel_stats",
+    "check_dataset",
     "default_cache_dir",
     "load_cifar10",
     "load_dataset",
@@ -62,3 +63,14 @@ def load_dataset(
     if info.needs_data_dir:
         return loader(root, **options)
     return loader(**options)
+
+
+#: Cheap checks of the file-based data sets (files present, sizes plausible).
+_CHECKS = {"cifar10": check_cifar10, "flowers102": check_flowers102}
+
+
+def check_dataset(name: str, root: str | os.PathLike[str] | None = None) -> None:
+    """A one-line :class:`DataError` now if the files of ``name`` are missing; data sets
+    that need no files pass."""
+    if name in task_names() and get_task(name).needs_data_dir and name in _CHECKS:
+        _CHECKS[name](root)

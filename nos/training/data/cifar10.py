@@ -20,7 +20,7 @@ import numpy as np
 
 from nos.training.data.base import DataError, Dataset, Split, resolve_root
 
-__all__ = ["CIFAR10_URL", "load_cifar10"]
+__all__ = ["CIFAR10_URL", "check_cifar10", "load_cifar10"]
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -198,3 +198,22 @@ def load_cifar10(
         num_classes=_CLASSES,
         test=split_of(_TEST_FILE) if include_test else None,
     )
+
+
+def check_cifar10(root: str | os.PathLike[str] | None = None, *, fmt: Format = "auto") -> Path:
+    """The batch directory, once every training batch is there (and, for the binary
+    version, a whole number of records): a cheap check before a run, without reading
+    the images. Raises the loader's one-line :class:`DataError`."""
+    folder, kind = _find_layout(resolve_root(root, "CIFAR-10", _hint(fmt)), fmt)
+    for name in _TRAIN_FILES:
+        path = folder / (f"{name}.bin" if kind == "bin" else name)
+        if not path.is_file():
+            raise DataError(f"missing CIFAR-10 file {path}; {_hint(kind)}", path=path)
+        size = path.stat().st_size
+        if kind == "bin" and (size == 0 or size % _RECORD):
+            raise DataError(
+                f"{path}: {size} bytes is not a whole number of {_RECORD}-byte records "
+                f"(truncated or not a CIFAR-10 binary batch); {_hint(kind)}",
+                path=path,
+            )
+    return folder

@@ -20,7 +20,7 @@ import numpy as np
 
 from nos.training.data.base import DataError, Dataset, Split, atomic_write, resolve_root
 
-__all__ = ["FLOWERS102_URL", "load_flowers102"]
+__all__ = ["FLOWERS102_URL", "check_flowers102", "load_flowers102"]
 
 FLOWERS102_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 _HINT = (
@@ -116,6 +116,16 @@ def _build_images(folder: Path, count: int, size: int, cache: bool) -> np.ndarra
         except OSError as exc:  # a read-only data directory still works, just slower
             log.warning("could not write Flowers102 cache %s (%s)", path, exc)
     return images
+
+
+def check_flowers102(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder, once its label and split files are there (a cheap check before a
+    run; the images are checked when they are decoded)."""
+    folder = _find_folder(resolve_root(root, "Flowers102", _HINT))
+    path = folder / "setid.mat"
+    if not path.is_file():
+        raise DataError(f"missing Flowers102 file {path}; {_HINT}", path=path)
+    return folder
 
 
 def load_flowers102(
