@@ -23,7 +23,10 @@ breast-cancer, wine and diabetes sets, Python's documentation text).
 
 from __future__ import annotations
 
+import functools
 import string
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +41,25 @@ __all__ = [
     "load_shapes",
     "load_wide",
 ]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _one_thread(fn: _F) -> _F:
+    """Run a loader with one BLAS thread: the arrays are small, and threads fighting over
+    busy cores make numpy's products many times slower."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:  # installed with scikit-learn
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return fn(*args, **kwargs)
+        with threadpool_limits(1):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _sklearn_seed(rng: np.random.Generator) -> int:
@@ -73,6 +95,7 @@ def _standardize(x: np.ndarray, n_train: int) -> np.ndarray:
     return (x - mean) / std
 
 
+@_one_thread
 def load_logreg(
     *,
     include_test: bool = False,
@@ -113,6 +136,7 @@ def load_logreg(
     )
 
 
+@_one_thread
 def load_wide(
     *,
     include_test: bool = False,
@@ -150,6 +174,7 @@ def load_wide(
     )
 
 
+@_one_thread
 def load_lstsq(
     *,
     include_test: bool = False,
@@ -187,6 +212,7 @@ def load_lstsq(
     )
 
 
+@_one_thread
 def load_friedman(
     *,
     include_test: bool = False,
@@ -242,6 +268,7 @@ def _shape_masks(kind: int, cy: np.ndarray, cx: np.ndarray, r: np.ndarray, size:
     return (np.abs(dy) <= 0.3 * rr) & (np.abs(dx) <= 1.2 * rr)  # bar
 
 
+@_one_thread
 def load_shapes(
     *,
     include_test: bool = False,
@@ -297,6 +324,7 @@ def _lexicon(rng: np.random.Generator, words: int) -> list[str]:
     return list(out)
 
 
+@_one_thread
 def load_markov_text(
     *,
     include_test: bool = False,
