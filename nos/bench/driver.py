@@ -11,15 +11,13 @@ the results do not depend on the number of workers or the order runs finish in.
 
 from __future__ import annotations
 
-import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nos.bench.space import choose, trial_points
-from nos.bench.specs import PLANE_SEARCH, OptSpec
+from nos.bench.plan import TUNE_SEED, Cell, chosen_trial, plan, run_key, test_seeds
+from nos.bench.specs import OptSpec
 from nos.bench.store import BenchStore
 from nos.errors import NosError
 
@@ -33,12 +31,11 @@ __all__ = [
     "run_bench",
     "run_key",
     "scaled_budget",
+    "test_seeds",
 ]
 
 #: The job every run is (:func:`nos.bench.jobs.run_job`).
 JOB_FUNCTION = "nos.bench.jobs:run_job"
-#: The seed of every tuning trial; the test seeds are 1 ... --seeds.
-TUNE_SEED = 0
 SETTINGS_VERSION = 1
 #: Settings that may change between a bench and its resumption.
 _FREE = ("workers",)
@@ -108,40 +105,6 @@ def _normal(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True))
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One optimizer on one task: whether it applies, and its trials' settings."""
-
-    spec: OptSpec
-    task: str
-    applies: bool
-    points: tuple[dict[str, float | None], ...]
-
-
-def plan(settings: dict[str, Any]) -> list[Cell]:
-    """The cells of a bench, task by task, in the order of the optimizers."""
-    from nos.training.registry import get_task
-
-    specs = [OptSpec.from_dict(d) for d in settings["optimizers"]]
-    lr_range = tuple(settings["lr_range"]) if settings.get("lr_range") else None
-    cells = []
-    for task in settings["tasks"]:
-        info = get_task(task)
-        for spec in specs:
-            applies = spec.kind != PLANE_SEARCH or info.so_friendly
-            points = trial_points(spec, settings["trials"], settings["tune"], lr_range)
-            cells.append(Cell(spec, task, applies, tuple(points)))
-    return cells
-
-
-def run_key(label: str, task: str, phase: str, index: int) -> str:
-    return f"{label}|{task}|{phase}|{index}"
-
-
-def test_seeds(settings: dict[str, Any]) -> list[int]:
-    return list(range(1, settings["seeds"] + 1))
-
-
 def _payload(
     settings: dict[str, Any], cell: Cell, point: dict[str, Any], seed: int, test: bool
 ) -> dict[str, Any]:
@@ -157,28 +120,6 @@ def _payload(
         "seed": seed,
         "test": test,
     }
-
-
-def tune_metric(record: dict[str, Any] | None) -> float | None:
-    """The validation metric at the end of a finished trial (``None``: diverged/failed)."""
-    if not record or record.get("status") != "ok" or not record.get("curve"):
-        return None
-    values = record["curve"].get("val_metric") or []
-    return float(values[-1]) if values and math.isfinite(values[-1]) else None
-
-
-def chosen_trial(
-    settings: dict[str, Any], cell: Cell, records: dict[str, dict[str, Any]]
-) -> int | None:
-    """The index of the cell's best trial, or ``None`` when none finished."""
-    from nos.training.registry import get_task
-
-    higher = get_task(cell.task).spec.higher_is_better
-    scores = [
-        tune_metric(records.get(run_key(cell.spec.label, cell.task, "tune", i)))
-        for i in range(len(cell.points))
-    ]
-    return choose(scores, higher)
 
 
 def _tuned(cell: Cell, records: dict[str, dict[str, Any]]) -> bool:

@@ -56,7 +56,7 @@ def _mean_curve(curves: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 def summarize(settings: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per task and optimizer, what the report shows (see the module docstring)."""
-    from nos.bench.driver import chosen_trial, plan, run_key, test_seeds, tune_metric
+    from nos.bench.plan import chosen_trial, plan, run_key, test_seeds, tune_metric
     from nos.bench.space import edges
     from nos.training.registry import get_task
 
