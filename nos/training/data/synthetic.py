@@ -53,7 +53,7 @@ def _one_thread(fn: _F) -> _F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:  # installed with scikit-learn
-            from threadpoolctl import threadpool_limits
+            from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
         except ImportError:
             return fn(*args, **kwargs)
         with threadpool_limits(1):
