@@ -137,6 +137,9 @@ def test_tuning_space():
     specs = {s.label: s for s in parse_specs(["baselines", "zoo:adam"])}
     lion = space.trial_points(specs["lion"], 8, "lr")
     assert lion[0]["lr"] == pytest.approx(1e-5) and lion[-1]["wd"] is None
+    # a candidate's scale is unknown: its window spans Adam-like and SGD-like steps
+    assert space.trial_points(specs["zoo:adam"], 6, "lr")[-1]["lr"] == pytest.approx(10.0)
+    assert space.trial_points(specs["adamw"], 6, "lr")[-1]["lr"] == pytest.approx(1.0)
     both = space.trial_points(specs["zoo:adam"], 8, "lr+wd")
     assert len(both) == 8 and len({p["lr"] for p in both}) == 8
     assert all(1e-5 <= p["wd"] <= 0.1 for p in both)
