@@ -14,14 +14,17 @@ from typing import Any
 __all__ = ["write_plots"]
 
 
-def _style(spec: dict[str, Any]) -> dict[str, Any]:
+def _style(spec: dict[str, Any], color: Any) -> dict[str, Any]:
+    """One colour per optimizer in both figures; dashed Muon, dotted plane search, thick
+    non-baselines (the optimizers under test)."""
+    style: dict[str, Any] = {"color": color}
     if spec.get("matrix_class"):
-        return {"linestyle": "--"}
-    if spec.get("kind") == "plane-search":
-        return {"linestyle": ":", "linewidth": 2.0}
-    if not spec.get("baseline"):
-        return {"linewidth": 2.2}
-    return {}
+        style["linestyle"] = "--"
+    elif spec.get("kind") == "plane-search":
+        style |= {"linestyle": ":", "linewidth": 2.0}
+    elif not spec.get("baseline"):
+        style["linewidth"] = 2.2
+    return style
 
 
 def write_plots(report: dict[str, Any], out: Path) -> list[Path]:
@@ -30,8 +33,13 @@ def write_plots(report: dict[str, Any], out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     specs = {s["label"]: s for s in report["optimizers"]}
+    cmap = plt.get_cmap("tab10" if len(specs) <= 10 else "tab20")
+    styles = {
+        label: _style(spec, cmap(i % cmap.N)) for i, (label, spec) in enumerate(specs.items())
+    }
     paths = []
     prof = report["profile"]
     panels = list(prof["curves"].items())
@@ -39,8 +47,10 @@ def write_plots(report: dict[str, Any], out: Path) -> list[Path]:
     for ax, (name, curves) in zip(axes[0], panels, strict=True):
         n = len(prof["tasks"] if name == "all" else prof["so_friendly_tasks"])
         for label, rho in curves.items():
-            ax.step(prof["taus"], rho, where="post", label=label, **_style(specs[label]))
+            ax.step(prof["taus"], rho, where="post", label=label, **styles[label])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("tau (performance ratio to the best)")
         ax.set_ylabel("fraction of tasks within tau")
@@ -60,7 +70,7 @@ def write_plots(report: dict[str, Any], out: Path) -> list[Path]:
         for label, row in entry["optimizers"].items():
             curve = row.get("curve") or {}
             if row.get("applies") and curve.get("steps"):
-                ax.plot(curve["steps"], curve["mean"], label=label, **_style(specs[label]))
+                ax.plot(curve["steps"], curve["mean"], label=label, **styles[label])
         ax.set_title(task)
         ax.set_xlabel("step")
         ax.set_ylabel(f"validation {entry['metric']}")
