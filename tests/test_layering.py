@@ -28,6 +28,7 @@ LAYERS = [
     "training",
     "executors",
     "search",
+    "bench",
     "cli",
 ]
 
@@ -42,7 +43,7 @@ TORCH_FREE = [
     "nos.training.registry",
     "nos.training.presets",
     "nos.training.spec",
-    *(f"nos.{pkg}" for pkg in ("symbolic", "reference", "zoo", "search")),
+    *(f"nos.{pkg}" for pkg in ("symbolic", "reference", "zoo", "search", "bench")),
 ]
 
 

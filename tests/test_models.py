@@ -108,7 +108,7 @@ def test_small_models_shapes() -> None:
 
 
 def test_build_model() -> None:
-    assert set(MODELS) == {"cifar10", "flowers102", "digits", "mnist1d"}
+    assert {"cifar10", "flowers102", "digits", "mnist1d"} <= set(MODELS)
     a = build_model("cifar10", seed=3, width=48)
     assert isinstance(a, ConvNet) and count_parameters(a).total == 212_266
     b = build_model("cifar10", seed=3, width=48)

@@ -191,6 +191,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.preset is not None:
         preset = get_preset(args.preset)
     elif args.task is not None:
+        if not get_task(args.task).presets:
+            raise NosError(f"task {args.task} has no fitness preset (bench it: nos bench --tasks)")
         preset = get_task(args.task).presets["particle"]
     else:
         preset = get_preset("quick")

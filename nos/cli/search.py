@@ -208,6 +208,8 @@ def _config(args: argparse.Namespace) -> Any:
         values["fake"] = fake
     if values["task"] != "fake":
         info = get_task(values["task"])
+        if args.preset is None and not info.presets:
+            raise NosError(f"task {info.name} has no fitness preset (bench it: nos bench --tasks)")
         if args.preset is None:
             values["preset"] = info.presets["particle"].name
             if args.init_preset is None:

@@ -71,6 +71,8 @@ class TaskInfo:
       suites: the named suites (``--suite``) the task belongs to.
       augmentable: whether the paper's image pipeline (normalisation, pad-crop, flip,
         cutout) applies; a preset with ``augment=True`` needs it.
+      so_friendly: whether plane search (:mod:`nos.optim.plane_search`) applies: a linear
+        model or a 2-layer network with more inputs than outputs, trained full batch.
     """
 
     name: str
@@ -84,6 +86,7 @@ class TaskInfo:
     needs_data_dir: bool = False
     augmentable: bool = False
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    so_friendly: bool = False
 
     @property
     def spec(self) -> Kind:
@@ -269,5 +272,101 @@ register(
         budget=Budget(600, batch_size=128, warmup=30, eval_every=100, target=0.6),
         presets={"init": _MNIST1D, "particle": _MNIST1D},
         suites=("search",),
+    )
+)
+
+
+# ------------------------------------------------------------- the bench's tasks (nos bench)
+# Generated data only (nos.training.data.synthetic), disjoint from the search suite. The
+# budgets give about a second per run on one thread; the SO-friendly ones train full batch.
+
+_SYNTH = f"{_DATA}.synthetic"
+_BENCH = "nos.training.bench_models"
+
+register(
+    TaskInfo(
+        "logreg",
+        "softmax (logistic) regression on ill-conditioned make_classification data",
+        data=f"{_SYNTH}:load_logreg",
+        model=f"{_BENCH}:LinearModel",
+        budget=Budget(300, batch_size=0, warmup=15, eval_every=25, target=0.65),
+        suites=("small",),
+        model_options={"in_features": 40, "num_classes": 4},
+        so_friendly=True,
+    )
+)
+register(
+    TaskInfo(
+        "wide-mlp",
+        "2-layer tanh network on wide make_classification data (100 inputs, 10 classes)",
+        data=f"{_SYNTH}:load_wide",
+        model=f"{_BENCH}:TwoLayerMLP",
+        budget=Budget(250, batch_size=0, warmup=15, eval_every=25, target=0.6),
+        suites=("small",),
+        model_options={"in_features": 100, "hidden": 16, "num_classes": 10, "activation": "tanh"},
+        so_friendly=True,
+    )
+)
+register(
+    TaskInfo(
+        "lstsq",
+        "least squares on make_regression data of low effective rank",
+        data=f"{_SYNTH}:load_lstsq",
+        model=f"{_BENCH}:LinearModel",
+        budget=Budget(300, batch_size=0, warmup=15, eval_every=25, target=0.1),
+        kind="regression",
+        suites=("small",),
+        model_options={"in_features": 100, "num_classes": 1},
+        so_friendly=True,
+    )
+)
+register(
+    TaskInfo(
+        "friedman-mlp",
+        "3-layer swish MLP regression on Friedman #1 data, minibatches of 64",
+        data=f"{_SYNTH}:load_friedman",
+        model=f"{_BENCH}:MLP",
+        budget=Budget(400, batch_size=64, warmup=20, eval_every=25, target=0.1),
+        kind="regression",
+        suites=("small",),
+        model_options={"in_features": 10, "num_classes": 1, "hidden": 64, "depth": 2},
+    )
+)
+register(
+    TaskInfo(
+        "shapes-cnn",
+        "small CNN on generated 16x16 images of six shapes",
+        data=f"{_SYNTH}:load_shapes",
+        model=f"{_BENCH}:SmallCNN",
+        budget=Budget(250, batch_size=32, warmup=15, eval_every=25, target=0.6),
+        suites=("small",),
+        model_options={"num_classes": 6, "size": 16, "width": 8},
+    )
+)
+register(
+    TaskInfo(
+        "markov-lm",
+        "character LSTM on generated text (a word-level Markov chain over a made-up lexicon)",
+        data=f"{_SYNTH}:load_markov_text",
+        model=f"{_BENCH}:CharLSTM",
+        budget=Budget(200, batch_size=16, warmup=10, eval_every=25, target=1.3),
+        kind="language-model",
+        suites=("small",),
+        model_options={"vocab": 28, "embed": 16, "hidden": 48},
+    )
+)
+
+# The bench's second network on CIFAR-10: a small ResNet (ResNet-14, widths 16/32/64).
+register(
+    TaskInfo(
+        "cifar10-resnet",
+        "CIFAR-10 from disk, a ResNet-14 (widths 16/32/64)",
+        data=f"{_DATA}.cifar10:load_cifar10",
+        model=f"{_BENCH}:ResNet",
+        budget=Budget(5000, batch_size=128, warmup=250, eval_every=500, target=0.7),
+        suites=("cifar",),
+        needs_data_dir=True,
+        augmentable=True,
+        model_options={"num_classes": 10, "width": 16, "blocks": 2},
     )
 )
