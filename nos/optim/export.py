@@ -45,8 +45,9 @@ _HELPERS = {
     "_sign(": '''
 
 def _sign(x):
-    """sign(x) with NaN kept (torch.sign maps NaN to 0)."""
-    return torch.where(torch.isnan(x), x, torch.sign(x))
+    """sign(x) with NaN kept, as numpy's (torch.sign maps NaN to 0): clamp(x, 0, 0) is 0,
+    or NaN where x is NaN, and costs less than torch.where."""
+    return torch.sign(x).add_(torch.clamp(x, 0.0, 0.0))
 ''',
     "_clip(": '''
 
@@ -203,8 +204,14 @@ class _Splitter:
         self.n_hoisted = 0
 
     def kind(self, node: ast.AST) -> int:
+        return self.kind_of(self.kinds, node)
+
+    @staticmethod
+    def kind_of(kinds: dict[str, int], node: ast.AST) -> int:
+        """Tensor, local (unbias) or scalar: what a value of the emitted code is."""
+        kind = _Splitter.kind_of
         if isinstance(node, ast.Name):
-            return self.kinds.get(node.id, _SCALAR)  # "torch" and the like
+            return kinds.get(node.id, _SCALAR)  # "torch" and the like
         if isinstance(node, ast.Constant):
             return _SCALAR
         if isinstance(node, ast.Subscript):
@@ -213,20 +220,20 @@ class _Splitter:
                 return _TENSOR
             if isinstance(base, ast.Name) and base.id == "unbias":
                 return _LOCAL
-            return max(self.kind(base), self.kind(node.slice))
+            return max(kind(kinds, base), kind(kinds, node.slice))
         if _new_tensor_literal(node) is not None:
             return _SCALAR
         if isinstance(node, ast.Attribute):
-            return self.kind(node.value)
+            return kind(kinds, node.value)
         if isinstance(node, ast.Call):
-            kinds = [self.kind(node.func)]
-            kinds += [self.kind(a) for a in node.args]
-            kinds += [self.kind(k.value) for k in node.keywords]
-            return max(kinds)
+            found = [kind(kinds, node.func)]
+            found += [kind(kinds, a) for a in node.args]
+            found += [kind(kinds, k.value) for k in node.keywords]
+            return max(found)
         if isinstance(node, ast.BinOp):
-            return max(self.kind(node.left), self.kind(node.right))
+            return max(kind(kinds, node.left), kind(kinds, node.right))
         if isinstance(node, ast.UnaryOp):
-            return self.kind(node.operand)
+            return kind(kinds, node.operand)
         raise NosError(f"cannot export emitted code: unexpected {ast.unparse(node)!r}")
 
     def hoist(self, node: ast.expr) -> ast.expr:
@@ -305,6 +312,7 @@ class _Splitter:
                 self.tensor.append(stmt)
                 self.kinds[name] = _TENSOR
         assert result is not None
+        self.tensor, result = _Reuse(self.kinds).run(self.tensor, result)
         used: list[str] = []
         reads_w = False
         for node in [*self.tensor, result]:
@@ -323,6 +331,165 @@ class _Splitter:
             betas,
             reads_w,
         )
+
+
+# in-place forms of elementwise ops: same kernels, so results are bit for bit the same
+_INPLACE_BIN = {ast.Add: "add_", ast.Sub: "sub_", ast.Mult: "mul_", ast.Div: "div_", ast.Pow: "pow_"}
+_INPLACE_CALL = {
+    f"torch.{f}": f"{f}_"
+    for f in ("abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "atan", "asinh", "sigmoid")
+}
+_INPLACE_CALL.update(
+    {
+        "torch.special.erf": "erf_",
+        "torch.special.erfc": "erfc_",
+        "torch.clamp_min": "clamp_min_",
+        "torch.clamp_max": "clamp_max_",
+        "torch.pow": "pow_",
+        "torch.remainder": "remainder_",
+    }
+)
+
+
+def _method(obj: ast.expr, name: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(
+        func=ast.Attribute(value=obj, attr=name, ctx=ast.Load()), args=list(args), keywords=[]
+    )
+
+
+def _names(node: ast.AST) -> list[str]:
+    return [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+
+
+class _Reuse:
+    """Fewer passes and temporaries in the tensor code (every op is a pass over memory):
+
+    * a statement that reads only g and w moves to the top, and its expression, where it
+      recurs (``g * g`` in a moment update and in the body), reads the name instead;
+    * an op whose tensor operand is a temporary dead after it (or the fresh result of an
+      inner op) runs in place on that operand: ``a - b + c`` becomes ``a.sub_(b).add_(c)``.
+
+    The state buffers, g, w and the noise are never written: a name that aliases them (the
+    moment updates return their buffer) is not a temporary.
+    """
+
+    def __init__(self, kinds: dict[str, int]):
+        self.kinds = kinds
+        self.owned: set[str] = set()  # temporaries made by the tensor code itself
+        self.last: dict[str, int] = {}
+        self.here = 0
+        self.count: dict[str, int] = {}
+
+    def run(self, stmts: list[ast.stmt], result: ast.expr) -> tuple[list[ast.stmt], ast.expr]:
+        stmts = self._share(stmts)
+        body: list[Any] = [*stmts, result]
+        for i, node in enumerate(body):
+            for name in _names(node):
+                self.last[name] = i
+        out: list[ast.stmt] = []
+        for i, stmt in enumerate(stmts):
+            assert isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
+            self.here, self.count = i, _counts(stmt.value)
+            stmt.value, fresh = self.rewrite(stmt.value)
+            if fresh:
+                self.owned.add(stmt.targets[0].id)
+            out.append(stmt)
+        self.here, self.count = len(stmts), _counts(result)
+        result, _ = self.rewrite(result)
+        return out, result
+
+    def _share(self, stmts: list[ast.stmt]) -> list[ast.stmt]:
+        pure = [
+            s
+            for s in stmts
+            if isinstance(s, ast.Assign)
+            and set(_names(s.value)) <= {"g", "w"}
+            and isinstance(s.value, ast.BinOp)
+        ]
+        rest = [s for s in stmts if s not in pure]
+        for i, s in enumerate(pure):
+            assert isinstance(s, ast.Assign) and isinstance(s.targets[0], ast.Name)
+            _Replace(ast.dump(s.value), s.targets[0].id).visit_all(pure[i + 1 :] + rest)
+        return pure + rest
+
+    def tensor(self, node: ast.AST) -> bool:
+        return _Splitter.kind_of(self.kinds, node) == _TENSOR
+
+    def dying(self, node: ast.expr) -> bool:
+        return (
+            isinstance(node, ast.Name)
+            and node.id in self.owned
+            and self.last.get(node.id) == self.here
+            and self.count.get(node.id) == 1
+        )
+
+    def rewrite(self, node: ast.expr) -> tuple[ast.expr, bool]:
+        """The expression with in-place ops where allowed, and whether its value is a
+        tensor that nothing else refers to (which the caller may then overwrite)."""
+        if isinstance(node, ast.Name):
+            return node, self.dying(node)
+        if isinstance(node, ast.BinOp):
+            left, fl = self.rewrite(node.left)
+            right, fr = self.rewrite(node.right)
+            node.left, node.right = left, right
+            op = type(node.op)
+            if not self.tensor(node):
+                return node, False
+            if fl and self.tensor(left) and op in _INPLACE_BIN:
+                return _method(left, _INPLACE_BIN[op], right), True
+            if fr and self.tensor(right) and op in (ast.Add, ast.Mult):
+                return _method(right, _INPLACE_BIN[op], left), True
+            if fr and self.tensor(right) and op is ast.Sub:  # a - b == (-b) + a exactly
+                return _method(_method(right, "neg_"), "add_", left), True
+            return node, True
+        if isinstance(node, ast.UnaryOp):
+            operand, fo = self.rewrite(node.operand)
+            node.operand = operand
+            if isinstance(node.op, ast.USub) and fo:
+                return _method(operand, "neg_"), True
+            return node, self.tensor(node)
+        if isinstance(node, ast.Call):
+            fresh = []
+            for k, arg in enumerate(node.args):
+                node.args[k], f = self.rewrite(arg)
+                fresh.append(f)
+            for kw in node.keywords:
+                kw.value, _ = self.rewrite(kw.value)
+            func = ast.unparse(node.func)
+            if isinstance(node.func, ast.Attribute) and func.split(".")[0] != "torch":
+                # a method: mul_/add_ return their receiver, an alias unless it is fresh
+                value, fv = self.rewrite(node.func.value)
+                node.func.value = value
+                return node, fv and node.func.attr.endswith("_")
+            if any(kw.arg == "out" for kw in node.keywords):
+                return node, False
+            if func in _INPLACE_CALL and node.args and fresh[0] and self.tensor(node.args[0]):
+                return _method(node.args[0], _INPLACE_CALL[func], *node.args[1:]), True
+            return node, self.tensor(node)
+        return node, False
+
+
+def _counts(node: ast.AST) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in _names(node):
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+class _Replace(ast.NodeTransformer):
+    """Replace every sub-expression equal to ``dump`` by the name ``name``."""
+
+    def __init__(self, dump: str, name: str):
+        self.dump, self.name = dump, name
+
+    def visit_all(self, stmts: list[ast.stmt]) -> None:
+        for s in stmts:
+            self.visit(s)
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, ast.expr) and ast.dump(node) == self.dump:
+            return ast.Name(self.name, ast.Load())
+        return super().generic_visit(node)
 
 
 def _lr_lines(source: str) -> tuple[list[str], str]:
