@@ -584,7 +584,9 @@ nesterov, seed and compile):
   False: a plain loop over the tensors. Candidates with a per-tensor reduction
   (clip_norm) and non-contiguous parameters always take the loop.
 * compile: run each step through torch.compile (each tensor's update fused into one
-  kernel); if compiling fails, a warning is issued and the eager step is used.
+  kernel; the first steps compile); if compiling fails, a warning is issued and the eager
+  step is used. On CPU it pays for memory-bound updates, not for i1e, which the compiler
+  evaluates more slowly than the eager kernel.
 * seed: seed of the generator that draws dropout masks (its state is in state_dict()).
 
 Step counts: the schedules (eta_t, mu_t, and tau = t/T of the decays and of the LR gene)
@@ -601,7 +603,7 @@ import torch
 
 MOMENTUM = $momentum  # momentum form of the candidate's gene
 BETAS = $betas  # EMA rates whose bias corrections 1 - beta^(k+1) the update reads
-SCALARS = $scalars  # values of tau = t/T and 1/T that the update reads
+SCALARS = $scalars  # functions of tau = t/T and 1/T that the update reads (see _scalars)
 STATE_KEYS = $state_keys  # per-parameter buffers of the moments and stateful ops
 DROPOUT_SLOTS = $dropout  # uniform draws per step, one tensor per slot and parameter
 NEEDS_TOTAL_STEPS = $needs_total  # the update or the LR gene reads tau = t/T
@@ -766,6 +768,7 @@ class $cls(torch.optim.Optimizer):
         self._layouts = {}  # group index -> (key, flat buckets of the multi-tensor path)
         self._blocks = {}  # schedule settings and block start -> block of values
         self._compiled = None
+        self._inputs = {}  # group index -> (key, state dicts, inputs of the compiled step)
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
@@ -871,7 +874,9 @@ class $cls(torch.optim.Optimizer):
                 noise = {slot: [torch.rand(p.shape, generator=self._generator(p.device),
                                            dtype=p.dtype, device=p.device) for p in params]
                          for slot in DROPOUT_SLOTS}
-            done = self.compile and self._step_compiled(group, params, eta, mu, decay, sc, noise)
+            done = self.compile and self._step_compiled(
+                gi, group, params, eta, mu, decay, sc, noise
+            )
             if not done:
                 if group["foreach"] is not False and self._multi_ok(params):
                     self._step_multi(gi, group, params, eta, mu, decay, sc, noise)
@@ -949,6 +954,7 @@ class $cls(torch.optim.Optimizer):
         """Move the state of params[members] into flat buffers (state[p] keeps views) and cut
         them into buckets of at most _BUCKET_BYTES: (pieces (i, start, stop), weight views,
         piece sizes, state slices, momentum slice)."""
+        self._inputs.clear()  # state moves into new buffers
         ps = [params[i] for i in members]
         sizes = [p.numel() for p in ps]
         keys = STATE_KEYS + (("momentum_buffer",) if MOMENTUM != "none" else ())
@@ -982,18 +988,30 @@ class $cls(torch.optim.Optimizer):
             close()
         return buckets
 
-    def _step_compiled(self, group, params, eta, mu, decay, sc, noise):
+    def _step_compiled(self, gi, group, params, eta, mu, decay, sc, noise):
         """compile=True: the group's step through torch.compile; False if it failed."""
         if self._compiled is None:
-            self._compiled = torch.compile(_group_step, fullgraph=True, dynamic=False)
-        states, moms, nums = [], [], [eta, mu, decay, *sc]
-        for p in params:
-            state = self.state[p]
-            if "step" not in state:
-                state.update(self._fresh(p))
-            states.append({key: state[key] for key in STATE_KEYS})
-            moms.append(state.get("momentum_buffer"))
-            nums.extend(_unbias(state["step"]))
+            # dynamo's guards already check the inputs' sizes and strides
+            self._compiled = torch.compile(_group_step, fullgraph=True, dynamic=False,
+                                           options={"size_asserts": False})
+        key = tuple(map(id, params))
+        hit = self._inputs.get(gi)
+        if hit is None or hit[0] != key:  # the inputs' containers, kept while params stay
+            for p in params:
+                if "step" not in self.state[p]:
+                    self.state[p].update(self._fresh(p))
+            st = [self.state[p] for p in params]
+            states = [{k: s[k] for k in STATE_KEYS} for s in st]
+            moms = [s["momentum_buffer"] for s in st] if MOMENTUM != "none" else None
+            hit = self._inputs[gi] = (key, st, states, moms)
+        _, st, states, moms = hit
+        steps = [s["step"] for s in st]
+        nums = [eta, mu, decay, *sc]
+        if steps.count(steps[0]) == len(steps):
+            nums += _unbias(steps[0]) * len(steps)
+        else:
+            for k in steps:
+                nums += _unbias(k)
         if params[0].device.type == "cpu":
             # CPU scalars as one tensor: new values then never recompile; on other devices
             # plain floats reach the kernels as arguments, with no copy to the device
@@ -1002,8 +1020,7 @@ class $cls(torch.optim.Optimizer):
         if noise:
             nz = [{slot: noise[slot][i] for slot in DROPOUT_SLOTS} for i in range(len(params))]
         try:
-            self._compiled(params, [p.grad for p in params], states,
-                           moms if MOMENTUM != "none" else None, nums, nz,
+            self._compiled(params, [p.grad for p in params], states, moms, nums, nz,
                            bool(group["maximize"]), decay != 1.0, self.nesterov == "keras")
         except Exception as exc:  # any compiler failure: the eager step is still correct
             import warnings  # standard library, only on this path
@@ -1012,8 +1029,8 @@ class $cls(torch.optim.Optimizer):
                           "using the eager step", RuntimeWarning, stacklevel=3)
             self.compile = False
             return False
-        for p in params:
-            self.state[p]["step"] += 1
+        for s in st:
+            s["step"] += 1
         return True
 ''')
 
