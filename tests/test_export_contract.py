@@ -386,11 +386,35 @@ class _nothing:
         return False
 
 
+def test_compiled_forms_of_tanh_and_i1e_are_accurate(tmp_path, monkeypatch):
+    """The forms of _tanh and _i1e that the exported file uses under torch.compile (where
+    the library kernels are slow on CPU), in float32, against the float64 library."""
+    tanh = export_class(WINNER, tmp_path).module._tanh
+    i1e = export_class("zoo:opt10", tmp_path).module._i1e
+    x = torch.cat(
+        [torch.linspace(-60, 60, 200_001), torch.tensor([0.0, -0.0, 1e-30, 0.3, 9.99, 10.0])]
+    )
+    special = torch.tensor([math.inf, -math.inf, math.nan])
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for fast, exact in ((tanh, torch.tanh), (i1e, torch.special.i1e)):
+        want = exact(x.double())
+        got = fast(x).double()
+        assert torch.equal(got.sign(), want.sign())
+        err = (got - want).abs() / want.abs().clamp_min(1e-30)
+        assert float(err.max()) < 1e-6, (exact, float(err.max()))
+        torch.testing.assert_close(fast(special), exact(special), equal_nan=True)
+        assert fast(x.bfloat16()).dtype == torch.bfloat16
+        assert torch.equal(fast(x.double()), exact(x.double()))  # float64: the library's
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
+    assert torch.equal(tanh(x), torch.tanh(x)) and torch.equal(i1e(x), torch.special.i1e(x))
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
-def test_compiled_step_matches_eager(tmp_path):
+@pytest.mark.parametrize("text", [DROPOUT, "zoo:opt10", WINNER])
+def test_compiled_step_matches_eager(tmp_path, text):
     pytest.importorskip("torch._inductor")
-    cls = export_class(DROPOUT, tmp_path)
+    cls = export_class(text, tmp_path)
     runs = []
     for compile in (False, True):  # one group, one compiled graph: a few seconds
         params = _params(torch.float32)[:2]

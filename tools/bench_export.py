@@ -104,9 +104,7 @@ def bench_size(args: argparse.Namespace, classes: dict[str, type], size: int) ->
     for k in opts:
         ms = 1e3 * statistics.median(times[k])
         first = f"{setup[k]:8.1f}" if k in setup else f"{'-':>8}"
-        print(
-            f"{n:>8} {k:16} {ms:9.3f} {statistics.median(ratios[k]):7.2f} {first}", flush=True
-        )
+        print(f"{n:>8} {k:16} {ms:9.3f} {statistics.median(ratios[k]):7.2f} {first}", flush=True)
 
 
 def main() -> None:
@@ -117,9 +115,7 @@ def main() -> None:
     )
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument(
-        "--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES)
-    )
+    p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     args = p.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, 1 thread; ratio = step time / Adam(fused=True)")
