@@ -204,6 +204,35 @@ def test_multi_tensor_state_is_per_parameter_views(tmp_path):
     assert 'group["step"]' in cls.__doc__ and 'state["step"]' in cls.__doc__
 
 
+def test_every_zoo_entry_exports_ruff_clean_and_steps_finite(tmp_path):
+    from nos.zoo import catalogue
+
+    ruff = Path(sys.executable).with_name("ruff")
+    paths = []
+    for name in catalogue.names():
+        if catalogue.entry(name).kind == "schedule":
+            continue
+        cls = export_class(f"zoo:{name}", tmp_path, "Zoo")
+        paths.append(str(Path(cls.module.__file__)))
+        for foreach in (True, False):
+            params = _params(torch.float32)
+            opt = cls(params, lr=1e-3, total_steps=20, warmup=2, weight_decay=1e-4, foreach=foreach)
+            for t in range(3):
+                _set_grads(params, t, late=1)
+                opt.step()
+            assert all(torch.isfinite(p).all() for p in params), name
+    if ruff.exists():
+        import subprocess
+
+        root = Path(__file__).resolve().parents[1]
+        res = subprocess.run(
+            [str(ruff), "check", "--config", str(root / "pyproject.toml"), *paths],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 0, res.stdout[-2000:]
+
+
 # ------------------------------------------------------------------------------ state
 
 
