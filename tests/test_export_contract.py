@@ -191,6 +191,22 @@ def test_foreach_buckets_match_the_loop_bit_for_bit(tmp_path, monkeypatch, text,
         assert torch.equal(a, b), text
 
 
+def test_multi_tensor_path_follows_a_replaced_p_data(tmp_path):
+    cls = export_class("zoo:adam", tmp_path)
+    runs = []
+    for foreach in (True, False):
+        params = _params()
+        opt = cls(params, lr=0.01, foreach=foreach)
+        for t in range(6):
+            if t == 3:  # e.g. a weight re-tied or re-loaded into new storage
+                params[0].data = params[0].data.clone()
+            _set_grads(params, t)
+            opt.step()
+        runs.append(params)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_multi_tensor_state_is_per_parameter_views(tmp_path):
     cls = export_class(WINNER, tmp_path)
     params = _params()

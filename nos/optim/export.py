@@ -997,7 +997,8 @@ class $cls(torch.optim.Optimizer):
         """The flat buckets of a group's tensors, rebuilt when the tensors that have a
         gradient, or the way their step counts differ, change."""
         steps = [self.state[p].get("step", 0) for p in params]
-        key = (tuple(map(id, params)), tuple(k - steps[0] for k in steps))
+        # the buckets hold views of the weights: a new p.data makes new ones
+        key = (tuple((id(p), p.data_ptr()) for p in params), tuple(k - steps[0] for k in steps))
         hit = self._layouts.get(gi)
         if hit is not None and hit[0] == key:
             return hit[1]
