@@ -30,6 +30,7 @@ that fuses each tensor's update into one kernel (``compile=True``; there ``tanh`
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import string
 import textwrap
@@ -55,12 +56,12 @@ def _sign(x):
 ''',
     "_tanh(": '''
 
-def _tanh(x, inplace=False):
-    """torch.tanh. Compiled, below float64, a form the compiler vectorises at the cost of an
-    exp (its tanh costs several): the odd Taylor polynomial for |x| < 0.3, else
-    (1 - e) / (1 + e) with e = exp(-2|x|); within 3e-7 relative of tanh."""
-    if not torch.compiler.is_compiling() or x.dtype == torch.float64:
-        return x.tanh_() if inplace else torch.tanh(x)
+def _tanh(x):
+    """tanh for torch.compile, whose tanh kernel costs several exps on CPU: below float64,
+    the odd Taylor polynomial for |x| < 0.3, else (1 - e) / (1 + e) with e = exp(-2|x|);
+    within 3e-7 relative of torch.tanh."""
+    if x.dtype == torch.float64:
+        return torch.tanh(x)
     a = torch.abs(x)
     a2 = a * a
     p = 21844 / 6081075
@@ -72,11 +73,11 @@ def _tanh(x, inplace=False):
     "_i1e(": '''
 
 def _i1e(x):
-    """torch.special.i1e. Compiled, below float64, a form the compiler vectorises (it
-    evaluates the library function one element at a time): exp(-|x|) (|x|/2) P(x^2/4),
-    P(y) = sum y^k / (k! (k+1)!), for |x| < 10, else the asymptotic series
-    (2 pi |x|)^(-1/2) sum d_k |x|^-k; within 6e-7 relative (torch's float32 i1e: 1e-6)."""
-    if not torch.compiler.is_compiling() or x.dtype == torch.float64:
+    """i1e for torch.compile, which evaluates the library function one element at a time:
+    below float64, exp(-|x|) (|x|/2) P(x^2/4), P(y) = sum y^k / (k! (k+1)!), for |x| < 10,
+    else the asymptotic series (2 pi |x|)^(-1/2) sum d_k |x|^-k; within 6e-7 relative
+    (torch's own float32 i1e: 1e-6)."""
+    if x.dtype == torch.float64:
         return torch.special.i1e(x)
     a = torch.abs(x)
     y = 0.25 * a * a
@@ -234,6 +235,8 @@ class _Split:
     result: str
     betas: list[str]
     reads_w: bool
+    compiled_lines: list[str] | None  # _update with the compiler's forms, if they differ
+    compiled_result: str
 
 
 class _Splitter:
@@ -373,13 +376,19 @@ class _Splitter:
                         used.append(sub.id)
         lits = _ScalarLiterals()
         scalar_lines = [ast.unparse(lits.visit(s)) for s in self.scalar]
+        tensor_lines, result_text = [ast.unparse(s) for s in self.tensor], ast.unparse(result)
+        forms = _CompilerForms()
+        compiled = [ast.unparse(forms.visit(copy.deepcopy(s))) for s in self.tensor]
+        compiled_result = ast.unparse(forms.visit(copy.deepcopy(result)))
         return _Split(
             scalar_lines,
             used,
-            [ast.unparse(s) for s in self.tensor],
-            ast.unparse(result),
+            tensor_lines,
+            result_text,
             betas,
             reads_w,
+            compiled if forms.changed else None,
+            compiled_result,
         )
 
 
@@ -521,10 +530,29 @@ class _Reuse:
                 return node, False
             if func in _INPLACE_CALL and node.args and fresh[0] and self.tensor(node.args[0]):
                 return _method(node.args[0], _INPLACE_CALL[func], *node.args[1:]), True
-            if func == "_tanh" and fresh[0] and self.tensor(node.args[0]):
-                node.args.append(ast.Constant(True))  # inplace
             return node, self.tensor(node)
         return node, False
+
+
+class _CompilerForms(ast.NodeTransformer):
+    """tanh and i1e (also the in-place tanh_) as the exported file's _tanh and _i1e, which
+    torch.compile vectorises on CPU where its own kernels are slow."""
+
+    def __init__(self) -> None:
+        self.changed = False
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:
+        self.generic_visit(node)
+        func = ast.unparse(node.func)
+        if func in ("torch.tanh", "torch.special.i1e"):
+            arg = node.args[0]
+        elif isinstance(node.func, ast.Attribute) and node.func.attr == "tanh_":
+            func, arg = "torch.tanh", node.func.value
+        else:
+            return node
+        self.changed = True
+        name = "_tanh" if func == "torch.tanh" else "_i1e"
+        return ast.Call(func=ast.Name(name, ast.Load()), args=[arg], keywords=[])
 
 
 def _counts(node: ast.AST) -> dict[str, int]:
@@ -751,7 +779,7 @@ def _group_step(params, grads, states, moms, nums, noise, maximize, decays, kera
         if decays:
             p.mul_(decay)
         unbias = tuple(nums[first + nb * i + j] for j in range(nb))
-        u = _update(g, p, states[i], unbias, sc, noise[i] if noise is not None else None)
+        u = _update_compiled(g, p, states[i], unbias, sc, noise[i] if noise is not None else None)
         change = u * eta
         if MOMENTUM == "none":
             p.add_(change)
@@ -1137,6 +1165,15 @@ def render_module(
         "dropout draws.",
         [*unpack, *split.tensor_lines, f"return {split.result}"],
     )
+    if split.compiled_lines is None:
+        compiled_fn = "\n\n_update_compiled = _update  # the compiler's forms change nothing\n"
+    else:
+        compiled_fn = "\n\n" + _function(
+            "def _update_compiled(g, w, state, unbias, sc, noise):",
+            "_update as the compiled step runs it: tanh and i1e as _tanh and _i1e.",
+            [*unpack, *split.compiled_lines, f"return {split.compiled_result}"],
+        )
+    update_fn += compiled_fn
     body = scalars_fn + lr_fn + update_fn
     helpers = "".join(code for marker, code in _HELPERS.items() if marker in body)
     dropout = tuple(s for s, kind in slots if kind == "random")

@@ -87,14 +87,13 @@ register_backend("torch", TORCH_TEMPLATES)
 
 _EPS = "1e-07"
 #: The standalone export's spelling: plain torch on one tensor, with small helpers
-#: (``_sign``, ``_tanh``, ``_i1e``, ``_clip``, ``_clip_norm``, ``_dropout``) that the exported
-#: file defines when used (``_tanh`` and ``_i1e`` have a form for ``torch.compile``).
+#: (``_sign``, ``_clip``, ``_clip_norm``, ``_dropout``) that the exported file defines when used.
 EXPORT_TEMPLATES: dict[str, str] = {
     "exp": "torch.exp({0})",
     "log": "torch.log({0})",
     "abs": "torch.abs({0})",
     "sign": "_sign({0})",  # NaN stays NaN, as in numpy (torch.sign gives 0)
-    "tanh": "_tanh({0})",
+    "tanh": "torch.tanh({0})",
     "atan": "torch.atan({0})",
     "asinh": "torch.asinh({0})",
     "erf": "torch.special.erf({0})",
@@ -109,7 +108,7 @@ EXPORT_TEMPLATES: dict[str, str] = {
     "plog": f"torch.log(torch.abs({{0}}) + {_EPS})",
     "sigmoid": "torch.sigmoid({0})",
     "softplus": f"torch.log(torch.abs(1.0 + torch.exp({{0}})) + {_EPS})",
-    "i1e": "_i1e({0})",
+    "i1e": "torch.special.i1e({0})",
     "clip": "_clip({0}, {1})",
     "clip_norm": "_clip_norm({0})",
     "dropout": "_dropout({0}, {1}, noise[{slot!r}])",
