@@ -5,12 +5,14 @@ Renders the standalone files of ``nos export`` for Adam as a candidate (``zoo:ad
 gives), imports them, and times ``step()`` on a model-like list of weight matrices and
 biases (as ``tools/bench_step.py``), eager (the default multi-tensor path) and with
 ``compile=True``, at each size. One torch thread. The optimizers of a size run in
-interleaved rounds; each round times every optimizer over ``--steps`` steps, and the
+interleaved rounds; each round times every optimizer over the same number of steps, and the
 ratio printed is the median over rounds of (candidate / fused Adam in the same round), so
-load from other processes hits all alike.
+load from other processes hits all alike; a round runs each optimizer for at least
+``--steps`` steps and about ``--round-ms`` of fused Adam's time.
 
     python tools/bench_export.py [--sizes 100000 5000000] [--modes eager compiled]
-                                 [--rounds 7] [--steps 5] [--candidates adam opt10 winner]
+                                 [--rounds 7] [--steps 5] [--round-ms 50]
+                                 [--candidates adam opt10 winner]
 
 Goals: <= 1.5x fused Adam for Adam-shaped candidates, <= 2x for the winner, at 5M.
 """
@@ -94,10 +96,14 @@ def bench_size(args: argparse.Namespace, classes: dict[str, type], size: int) ->
             if mode == "compiled" and not opt.compile:
                 print(f"{key}: compilation failed, eager fallback", flush=True)
             opts[key] = opt
+    # each optimizer runs about --round-ms per round, so that short steps are timed over
+    # more of them (on a loaded machine a few ms are one time slice)
+    per_step = timed(opts["fused"], 3)
+    steps = max(args.steps, min(500, int(args.round_ms / 1e3 / per_step)))
     times: dict[str, list[float]] = {k: [] for k in opts}
     ratios: dict[str, list[float]] = {k: [] for k in opts}
     for _ in range(args.rounds):
-        rnd = {k: timed(opt, args.steps) for k, opt in opts.items()}
+        rnd = {k: timed(opt, steps) for k, opt in opts.items()}
         for k, v in rnd.items():
             times[k].append(v)
             ratios[k].append(v / rnd["fused"])
@@ -114,7 +120,8 @@ def main() -> None:
         "--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"]
     )
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5, help="least steps per round")
+    p.add_argument("--round-ms", type=float, default=50.0, help="time of fused Adam per round")
     p.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     args = p.parse_args()
     torch.set_num_threads(1)
