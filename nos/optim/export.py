@@ -79,31 +79,31 @@ _TANH_Q = $tanh_q
 
 def _i1e(x):
     """i1e for torch.compile, which evaluates the library function one element at a time:
-    below float64, exp(-|x|) (|x|/2) P(x^2/4), P(y) = sum y^k / (k! (k+1)!), for |x| < 10,
-    else the asymptotic series (2 pi |x|)^(-1/2) sum d_k |x|^-k; within 6e-7 relative
-    (torch's own float32 i1e: 1e-6)."""
+    below float64, the rational fit a P(a) / Q(a), a = |x|, of i1e for a < 10 (from _I1E_P
+    and _I1E_Q), else the asymptotic series (2 pi a)^(-1/2) sum d_k a^-k; within 6e-7
+    relative (torch's own float32 i1e: 1e-6)."""
     if x.dtype == torch.float64:
         return torch.special.i1e(x)
     a = torch.abs(x)
-    y = 0.25 * a * a
-    p = _I1_POWER[-1]
-    for c in reversed(_I1_POWER[:-1]):
-        p = p * y + c
+    p, q = _I1E_P[-1], _I1E_Q[-1]
+    for c in _I1E_P[-2::-1]:
+        p = p * a + c
+    for c in _I1E_Q[-2::-1]:
+        q = q * a + c
     r = 1.0 / a
-    q = _I1_ASYMPTOTIC[-1]
-    for d in reversed(_I1_ASYMPTOTIC[:-1]):
-        q = q * r + d
-    small = 0.5 * a * p * torch.exp(-a)
-    large = q * torch.rsqrt(2.0 * torch.pi * a)
-    return torch.copysign(torch.where(a < 10.0, small, large), x)
+    s = _I1E_ASYMPTOTIC[-1]
+    for d in _I1E_ASYMPTOTIC[-2::-1]:
+        s = s * r + d
+    large = s * torch.rsqrt(2.0 * torch.pi * a)
+    return torch.copysign(torch.where(a < 10.0, a * p / q, large), x)
 
 
-_I1_POWER = [1.0]  # 1 / (k! (k+1)!), k = 0..14
-for _k in range(1, 15):
-    _I1_POWER.append(_I1_POWER[-1] / (_k * (_k + 1)))
-_I1_ASYMPTOTIC = [1.0]  # d_k = d_(k-1) ((2k-1)^2 - 4) / (8k) for I1, k = 0..6
+# coefficients of x^k: a least-squares fit of the relative error on (0, 10]
+_I1E_P = $i1e_p
+_I1E_Q = $i1e_q
+_I1E_ASYMPTOTIC = [1.0]  # d_k = d_(k-1) ((2k-1)^2 - 4) / (8k) for I1, k = 0..6
 for _k in range(1, 7):
-    _I1_ASYMPTOTIC.append(_I1_ASYMPTOTIC[-1] * ((2 * _k - 1) ** 2 - 4) / (8 * _k))
+    _I1E_ASYMPTOTIC.append(_I1E_ASYMPTOTIC[-1] * ((2 * _k - 1) ** 2 - 4) / (8 * _k))
 ''',
     "_clip(": '''
 
@@ -133,30 +133,32 @@ def _dropout(x, rate, u):
 
 
 @functools.cache
-def _tanh_fit() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Coefficients of tanh(x) ~ x P(x^2) / Q(x^2), Q(0) = 1, degree 4 in x^2 each, on
-    0 < x <= 9: least squares of the relative error, linearised and reweighted by 1/Q
-    (Sanathanan-Koerner iterations), in the scaled variable x^2/81 for conditioning.
-    Rounded to 12 digits, so that the exported text does not depend on the BLAS."""
+def _rational_fit(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Coefficients of f(x) ~ x P(v) / Q(v), Q(0) = 1, for the compiled step's forms:
+    tanh with v = x^2 on 0 < x <= 9 (degrees 4 and 4 in v), i1e with v = x on
+    0 < x <= 10 (degrees 5 and 6). Least squares of the relative error, linearised and
+    reweighted by 1/Q (Sanathanan-Koerner iterations) in the scaled variable v / max(v);
+    rounded to 12 digits, so that the exported text does not depend on the BLAS."""
     import numpy as np
+    import scipy.special
 
-    x = np.concatenate([np.linspace(1e-4, 1.0, 6000), np.linspace(1.0, 9.0, 12000)])
-    t, u = np.tanh(x), x * x / 81.0
+    fn, top, square, n_p, n_q = {
+        "tanh": (np.tanh, 9.0, True, 5, 5),
+        "i1e": (scipy.special.i1e, 10.0, False, 6, 7),
+    }[name]
+    x = np.concatenate([np.linspace(1e-5, 1.0, 6000), np.linspace(1.0, top, 20000)])
+    f = fn(x)
+    v = x * x if square else x
+    scale = top * top if square else top
+    u = v / scale
     weight = np.ones_like(x)
-    for _ in range(40):
-        a = np.concatenate(
-            [
-                np.stack([x * u**k for k in range(5)], 1),
-                np.stack([-t * u**k for k in range(1, 5)], 1),
-            ],
-            1,
-        )
-        w = 1.0 / (t * weight)
-        sol = np.linalg.lstsq(a * w[:, None], t * w, rcond=None)[0]
-        q = np.concatenate([[1.0], sol[5:]])
-        weight = np.abs(np.polyval(q[::-1], u))
-    scale = 81.0 ** np.arange(5)
-    p, q = sol[:5] / scale, np.concatenate([[1.0], sol[5:]]) / scale
+    for _ in range(50):
+        cols = [x * u**k for k in range(n_p)] + [-f * u**k for k in range(1, n_q)]
+        w = 1.0 / (f * weight)
+        sol = np.linalg.lstsq(np.stack(cols, 1) * w[:, None], f * w, rcond=None)[0]
+        weight = np.abs(np.polyval(np.concatenate([[1.0], sol[n_p:]])[::-1], u))
+    p = sol[:n_p] / scale ** np.arange(n_p)
+    q = np.concatenate([[1.0], sol[n_p:]]) / scale ** np.arange(n_q)
     return tuple(float(f"{c:.12g}") for c in p), tuple(float(f"{c:.12g}") for c in q)
 
 
@@ -1213,10 +1215,11 @@ def render_module(
     update_fn += compiled_fn
     body = scalars_fn + lr_fn + update_fn
     helpers = "".join(code for marker, code in _HELPERS.items() if marker in body)
-    if "_tanh(" in body:
-        tanh_p, tanh_q = _tanh_fit()
-        helpers = helpers.replace("$tanh_p", _tuple_lines(tanh_p))
-        helpers = helpers.replace("$tanh_q", _tuple_lines(tanh_q))
+    for fn in ("tanh", "i1e"):
+        if f"_{fn}(" in body:
+            fit_p, fit_q = _rational_fit(fn)
+            helpers = helpers.replace(f"${fn}_p", _tuple_lines(fit_p))
+            helpers = helpers.replace(f"${fn}_q", _tuple_lines(fit_q))
     dropout = tuple(s for s, kind in slots if kind == "random")
     names = {s.name for s in ph.update.free_symbols}
     needs_total = (
