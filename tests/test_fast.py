@@ -231,6 +231,8 @@ def test_capture_problems_are_named():
     assert capture_problem(SymbolicOptimizer(params, "zoo:adam", total_steps=10)) is None
     dropout = SymbolicOptimizer(params, "none ~ drop50(g)", total_steps=10, compile=True)
     assert "dropout" in capture_problem(dropout)
+    decayed = SymbolicOptimizer(params, "zoo:adam", total_steps=10, weight_decay=0.1)
+    assert "weight decay" in capture_problem(decayed)
 
 
 @pytest.mark.parametrize("candidate", ["zoo:adam", "zoo:opt10", "zoo:opt4"])

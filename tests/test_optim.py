@@ -299,3 +299,33 @@ def test_auto_layout_matches_foreach_when_a_gradient_comes_and_goes():
         runs.append(torch.cat([p.detach().reshape(-1) for p in params]))
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-12, atol=1e-12)
     assert not opt.nonfinite
+
+
+@pytest.mark.parametrize("layout", ["flat", "foreach"])
+def test_maximize_and_a_late_parameter_match_torch_adam(layout):
+    # maximize negates the gradient; bias corrections count each parameter's own steps
+    ours, theirs = _problem(3), _problem(3)
+    opt = SymbolicOptimizer(ours, zoo.get("adam"), lr=0.01, maximize=True, layout=layout)
+    ref = torch.optim.Adam(theirs, lr=0.01, maximize=True)
+    for t in range(40):
+        for o in (opt, ref):
+            o.zero_grad()
+        # the last parameter gets its first gradient at step 10
+        _loss(ours if t >= 10 else ours[:2]).backward()
+        _loss(theirs if t >= 10 else theirs[:2]).backward()
+        opt.step()
+        ref.step()
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+    assert [opt.state[p]["step"] for p in ours] == [40, 40, 30]
+
+
+def test_group_settings_are_resolved_and_checked_per_group():
+    a, b = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    opt = SymbolicOptimizer([{"params": [a]}, {"params": [b], "total_steps": 20}], "none ~ g")
+    assert [g["schedule"] for g in opt.param_groups] == ["constant", "cosine"]
+    assert opt.param_groups[1]["momentum"] == "cyclic"
+    with pytest.raises(ValueError, match="weight_decay") as err:
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "weight_decay": -1})
+    assert isinstance(err.value, NosError)
+    assert len(opt.param_groups) == 2

@@ -86,13 +86,13 @@ TORCH_TEMPLATES: dict[str, str] = {
 register_backend("torch", TORCH_TEMPLATES)
 
 _EPS = "1e-07"
-#: The standalone export's spelling: plain torch on one tensor, with three small helpers
-#: (``_clip``, ``_clip_norm``, ``_dropout``) that the exported file defines when used.
+#: The standalone export's spelling: plain torch on one tensor, with small helpers
+#: (``_sign``, ``_clip``, ``_clip_norm``, ``_dropout``) that the exported file defines when used.
 EXPORT_TEMPLATES: dict[str, str] = {
     "exp": "torch.exp({0})",
     "log": "torch.log({0})",
     "abs": "torch.abs({0})",
-    "sign": "torch.sign({0})",
+    "sign": "_sign({0})",  # NaN stays NaN, as in numpy (torch.sign gives 0)
     "tanh": "torch.tanh({0})",
     "atan": "torch.atan({0})",
     "asinh": "torch.asinh({0})",

@@ -4,7 +4,8 @@ The class does the bookkeeping (param groups, state, schedules, dropout generato
 ``state_dict``); the maths is the whole-group step of :mod:`nos.optim.runtime`, emitted from
 the candidate's phenotype by :mod:`nos.symbolic.emit` (ARCHITECTURE §1.2).
 
-Per step and parameter group, with t the group's step count (spec §2.5-§2.7):
+Per step and parameter group, with t the group's step count ``group["step"]`` (spec
+§2.5-§2.7):
 
 * ``schedule="cosine"`` (the default when ``total_steps`` is given): eta_t is the base
   warmup-hold-cosine schedule of spec §2.7 peaking at the group's ``lr``; ``"constant"``:
@@ -14,6 +15,15 @@ Per step and parameter group, with t the group's step count (spec §2.5-§2.7):
 * ``momentum="cyclic"`` is the one-cycle mu_t of spec §2.7; a number is a constant mu.
 * The step is w += sigma eta_t U (with the momentum form of the candidate's gene, see
   :mod:`nos.optim.runtime`), sigma = -1, or +1 when ``flip``.
+* ``weight_decay`` is decoupled (AdamW's): w <- w (1 - lr_t weight_decay) before the step,
+  lr_t = eta_t times the LR multiplier; ``maximize`` negates the gradients, as in torch.optim.
+
+The schedules (eta_t, mu_t, and tau of the decays and the LR gene) follow the group's step
+count; the bias corrections 1 - beta^(k+1) of the moments and of ``ema`` count each
+parameter's own steps k, ``state[p]["step"]`` (as torch.optim does), so a parameter that
+first gets a gradient late is corrected from its own first step. Settings of one group
+(``lr``, ``weight_decay``, ``total_steps``, ``warmup``, ``hold``, ``schedule``,
+``momentum``, ``flip``, ``maximize``) may be overridden per parameter group.
 
 A NaN or inf in a step does not raise: :attr:`SymbolicOptimizer.nonfinite` exposes it. A
 step only ever adds to the weights, and a NaN or inf added to a weight never leaves it,
@@ -31,13 +41,13 @@ import numpy as np
 import torch
 
 from nos.errors import NosError
-from nos.optim.runtime import LAYOUTS, FList, TorchRuntime, group_step
+from nos.optim.runtime import LAYOUTS, TorchRuntime, group_step
 from nos.symbolic.emit import NumpyRuntime, compile_phenotype
 from nos.symbolic.genome import Candidate
 from nos.symbolic.schedules import base_lr, cyclic_momentum
 from nos.zoo.resolve import resolve
 
-__all__ = ["FLAT_MAX", "SymbolicOptimizer"]
+__all__ = ["FLAT_MAX", "OptimizerArgumentError", "SparseGradientError", "SymbolicOptimizer"]
 
 _SCHEDULES = ("cosine", "constant")
 _SCALAR_NAMES = ("t", "tau", "inv_T", "eta", "mu")
@@ -46,6 +56,14 @@ _BLOCK = 1024  # steps per cached block of schedule values
 #: with ``tools/bench_step.py`` (flat wins on small groups, loses on large ones).
 FLAT_MAX = 1 << 20
 _NP_RT = NumpyRuntime()
+
+
+class OptimizerArgumentError(NosError, ValueError):
+    """A bad optimizer setting: a ValueError, as torch.optim raises, and a one-line NosError."""
+
+
+class SparseGradientError(NosError, RuntimeError):
+    """A sparse gradient: a RuntimeError, as torch.optim's Adam raises."""
 
 
 def _reads_progress(cand: Candidate) -> bool:
@@ -70,6 +88,8 @@ class SymbolicOptimizer(torch.optim.Optimizer):
       momentum: ``"cyclic"`` or a number; default cyclic under the cosine schedule, else 0.9.
       nesterov: ``"search"`` (spec §2.5) or ``"keras"`` (the final code, spec §7.2).
       flip: step along +U instead of -U (spec §3).
+      weight_decay: decoupled weight decay (AdamW's), scaled by the scheduled LR.
+      maximize: ascend the objective (negate the gradients), as in torch.optim.
       seed: seed of the generator that draws dropout masks.
       compile: run the step through ``torch.compile`` (falls back to eager on failure).
       layout: ``"foreach"``, ``"flat"`` (see :mod:`nos.optim.runtime`) or ``"auto"``:
@@ -93,6 +113,8 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         momentum: float | str | None = None,
         nesterov: str | None = None,
         flip: bool = False,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
         seed: int = 0,
         compile: bool = False,
         layout: str = "auto",
@@ -100,24 +122,19 @@ class SymbolicOptimizer(torch.optim.Optimizer):
     ) -> None:
         cand = resolve(candidate, grammar)
         options = dict(getattr(cand, "options", {}) or {})
-        schedule = (
-            schedule
-            or options.get("schedule")
-            or ("cosine" if total_steps is not None else "constant")
-        )
+        # None: resolved per group from its total_steps (see _validate), as the export does
+        schedule = schedule or options.get("schedule")
         if momentum is None:
-            momentum = options.get("momentum", "cyclic" if schedule == "cosine" else 0.9)
+            momentum = options.get("momentum")
         nesterov = nesterov or options.get("nesterov", "search")
-        if not (isinstance(lr, int | float) and lr >= 0 and math.isfinite(lr)):
-            raise NosError(f"invalid learning rate: {lr}")
-        if schedule not in _SCHEDULES:
-            raise NosError(f"unknown schedule {schedule!r}; expected cosine or constant")
         if layout not in (*LAYOUTS, "auto"):
-            raise NosError(f"unknown layout {layout!r}; expected foreach, flat or auto")
+            raise OptimizerArgumentError(
+                f"unknown layout {layout!r}; expected foreach, flat or auto"
+            )
         if nesterov not in ("search", "keras"):
-            raise NosError(f"unknown Nesterov form {nesterov!r}; expected search or keras")
-        if isinstance(momentum, str) and momentum != "cyclic":
-            raise NosError(f"momentum must be 'cyclic' or a number, got {momentum!r}")
+            raise OptimizerArgumentError(
+                f"unknown Nesterov form {nesterov!r}; expected search or keras"
+            )
         self.candidate = cand
         self.nesterov = nesterov
         self.layout = layout
@@ -146,21 +163,41 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             "schedule": schedule,
             "momentum": momentum,
             "flip": flip,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
         }
+        self._keys = list(self._torch_fns.init_state(torch.zeros(1), TorchRuntime()))
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            self._validate(group)
 
     # ------------------------------------------------------------------ configuration
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         param_group.setdefault("step", 0)
-        if hasattr(self, "_needs_horizon"):  # groups added after construction
-            self._validate(param_group)
+        try:
+            self._validate(self.param_groups[-1])
+        except NosError:
+            self.param_groups.pop()
+            raise
 
     def _validate(self, group: dict[str, Any]) -> None:
+        """Resolve a group's schedule and momentum defaults and check its settings."""
+        err = OptimizerArgumentError
+        lr, wd = group["lr"], group["weight_decay"]
+        if not (isinstance(lr, int | float) and lr >= 0 and math.isfinite(lr)):
+            raise err(f"invalid learning rate: {lr}")
+        if not (isinstance(wd, int | float) and wd >= 0 and math.isfinite(wd)):
+            raise err(f"invalid weight_decay: {wd}")
         total = group["total_steps"]
+        if group["schedule"] is None:
+            group["schedule"] = "cosine" if total is not None else "constant"
+        if group["schedule"] not in _SCHEDULES:
+            raise err(f"unknown schedule {group['schedule']!r}; expected cosine or constant")
+        if group["momentum"] is None:
+            group["momentum"] = "cyclic" if group["schedule"] == "cosine" else 0.9
+        mu = group["momentum"]
+        if mu != "cyclic" and not (isinstance(mu, int | float) and mu >= 0 and math.isfinite(mu)):
+            raise err(f"momentum must be 'cyclic' or a number >= 0, got {mu!r}")
         needs = []
         if group["schedule"] == "cosine":
             needs.append("the cosine LR schedule")
@@ -170,18 +207,20 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             needs.append("cyclic momentum")
         if total is None:
             if needs:
-                raise NosError(
+                raise err(
                     f"candidate '{self.candidate}' needs total_steps for {' and '.join(needs)}"
                 )
             return
         if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-            raise NosError(f"total_steps must be a positive integer, got {total!r}")
+            raise err(f"total_steps must be a positive integer, got {total!r}")
         w, h = group["warmup"], group["hold"]
+        if isinstance(w, int) and w > total:
+            raise err(f"warmup {w} is larger than total_steps {total}")
         bad = not (
             isinstance(w, int) and isinstance(h, int) and w >= 0 and h >= 0 and w + h < total
         )
         if bad and (group["schedule"] == "cosine" or group["momentum"] == "cyclic"):
-            raise NosError(
+            raise err(
                 f"need 0 <= warmup, 0 <= hold and warmup + hold < total_steps; "
                 f"got warmup={w}, hold={h}, total_steps={total}"
             )
@@ -190,6 +229,8 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         for group in self.param_groups:
             group.setdefault("step", 0)
+            group.setdefault("weight_decay", 0.0)
+            group.setdefault("maximize", False)
 
     # ------------------------------------------------------------------------- state
 
@@ -268,7 +309,9 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         mu = hit[3][i] if hit[3] else float(group["momentum"])
         return eta, mu
 
-    def _scalars(self, gi: int, group: dict[str, Any]) -> dict[str, Any]:
+    def _scalars(self, gi: int, group: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """The per-step numbers of a group (``t`` is set per parameter by the caller) and
+        lr_t, the unsigned step size that scales the weight decay."""
         t = group["step"]
         total = group["total_steps"]
         if total is None:
@@ -287,8 +330,9 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         if not self._numpy_fns.lr_is_one:
             with np.errstate(all="ignore"):
                 eta *= float(self._numpy_fns.lr(tau, inv_t, _NP_RT))
+        lr_t = eta
         eta = eta if group["flip"] else -eta
-        return {"t": tc, "tau": tau, "inv_T": inv_t, "eta": eta, "mu": mu}
+        return {"t": tc, "tau": tau, "inv_T": inv_t, "eta": eta, "mu": mu}, lr_t
 
     @staticmethod
     def _as_tensors(sc: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
@@ -335,30 +379,58 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for gi, group in enumerate(self.param_groups):
-            layout = self._layout(gi, group)
+            with_grad = [p for p in group["params"] if p.grad is not None]
+            if not with_grad:
+                continue
+            if any(p.grad.is_sparse for p in with_grad):
+                raise SparseGradientError("SymbolicOptimizer does not support sparse gradients")
+            steps = []
+            for p in with_grad:  # each parameter's own step count (its bias corrections)
+                st = self.state[p]
+                if "step" not in st:  # new, or state saved before steps were per parameter
+                    st["step"] = group["step"] if st else 0
+                steps.append(st["step"])
+            uniform = steps.count(steps[0]) == len(steps)
+            every = len(with_grad) == len(group["params"])
+            layout = self._layout(gi, group) if uniform and every else "foreach"
             fn = self._step_fns.get(layout) or self._function(layout)
             flat = layout == "flat"
-            if flat:
-                params = list(group["params"])
-            else:
-                params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            if any(g.is_sparse for g in grads):
-                raise NosError("SymbolicOptimizer does not support sparse gradients")
-            device = params[0].device
-            sc = self._scalars(gi, group)
-            if self.compile:
-                sc = self._as_tensors(sc, device)
-            rt = self._runtime(gi, params, device, flat)
-            state: dict[str, torch.Tensor] | dict[str, list[torch.Tensor]]
-            if flat:
-                state, mom = self._flat_state(gi, params, grads, rt)
-            else:
-                state, mom = self._list_state(gi, params, grads, rt)
-            rt.noise = self._noise(params, device, flat) if self._random_slots else {}
-            fn(params, grads, state, mom, sc, rt)
+            device = with_grad[0].device
+            sc, lr_t = self._scalars(gi, group)
+            if group["weight_decay"]:  # decoupled, before the update reads the weights
+                torch._foreach_mul_(with_grad, 1.0 - lr_t * group["weight_decay"])
+            grads = [p.grad for p in with_grad]
+            if group["maximize"]:
+                grads = list(torch._foreach_neg(grads))
+            noise = self._noise(with_grad, device, flat) if self._random_slots else {}
+            if uniform:
+                parts = [(with_grad, grads, steps[0], noise, True)]
+            else:  # one call per step count; noise drawn for the group, then shared out
+                by_step: dict[int, list[int]] = {}
+                for i, k in enumerate(steps):
+                    by_step.setdefault(k, []).append(i)
+                parts = [
+                    (
+                        [with_grad[i] for i in idx],
+                        [grads[i] for i in idx],
+                        k,
+                        {s: [v[i] for i in idx] for s, v in noise.items()},
+                        False,
+                    )
+                    for k, idx in by_step.items()
+                ]
+            for params, gs, k, nz, cache in parts:
+                rt = self._runtime(gi, params, device, flat)
+                state: dict[str, torch.Tensor] | dict[str, list[torch.Tensor]]
+                if flat:
+                    state, mom = self._flat_state(gi, params, gs, rt)
+                else:
+                    state, mom = self._list_state(gi, params, gs, rt, cache=cache)
+                rt.noise = nz
+                sk = dict(sc, t=k)
+                fn(params, gs, state, mom, self._as_tensors(sk, device) if self.compile else sk, rt)
+            for p in with_grad:
+                self.state[p]["step"] += 1
             group["step"] += 1
         return loss
 
@@ -386,35 +458,28 @@ class SymbolicOptimizer(torch.optim.Optimizer):
             for s in slots
         }
 
-    def _state_keys(self, grads: Any, rt: TorchRuntime) -> list[str]:
-        return list(self._torch_fns.init_state(grads, rt))
-
     def _list_state(
-        self, gi: int, params: list[torch.Tensor], grads: list[torch.Tensor], rt: TorchRuntime
+        self,
+        gi: int,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        rt: TorchRuntime,
+        cache: bool = True,
     ) -> tuple[dict[str, list[torch.Tensor]], Any]:
         ids = tuple(map(id, params))
         hit = self._lists.get(gi)
-        if hit is not None and hit[0] == ids:
+        if cache and hit is not None and hit[0] == ids:
             return hit[1], hit[2]
-        first = self.state[params[0]]
-        if not first:  # lazily created, as torch optimizers do
-            init = self._torch_fns.init_state(FList(grads), rt)
-            for i, p in enumerate(params):
-                st = self.state[p]
-                for k, v in init.items():
-                    st[k] = v.ts[i]
-                if self._has_momentum:
-                    st["momentum_buffer"] = torch.zeros_like(p)
-        keys = [k for k in first if k != "momentum_buffer"] if first else []
-        for p in params:  # parameters that got a gradient for the first time
-            if not self.state[p]:
-                for k in keys:
-                    self.state[p][k] = torch.zeros_like(p)
-                if self._has_momentum:
-                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-        state = {k: [self.state[p][k] for p in params] for k in keys}
+        keys = self._keys + (["momentum_buffer"] if self._has_momentum else [])
+        for p in params:  # lazily created (zeros), as torch optimizers do
+            st = self.state[p]
+            for k in keys:
+                if k not in st:
+                    st[k] = torch.zeros_like(p)
+        state = {k: [self.state[p][k] for p in params] for k in self._keys}
         mom = [self.state[p]["momentum_buffer"] for p in params] if self._has_momentum else None
-        self._lists[gi] = (ids, state, mom)
+        if cache:
+            self._lists[gi] = (ids, state, mom)
         return state, mom
 
     def _flat_state(
@@ -423,26 +488,20 @@ class SymbolicOptimizer(torch.optim.Optimizer):
         ids = tuple(id(p) for p in params)
         hit = self._flat.get(gi)
         if hit is None or hit[0] != ids:
-            have = [self.state[p] for p in params if self.state[p]]
-            if have:  # rebuild the flat buffers from per-tensor state (after a load, or
-                # after foreach steps); a parameter without state yet starts at zero
-                keys = list(have[0])
-                bufs = {
-                    k: torch.cat(
-                        [
-                            self.state[p][k].reshape(-1)
-                            if self.state[p]
-                            else torch.zeros_like(p).reshape(-1)
-                            for p in params
-                        ]
-                    )
-                    for k in keys
-                }
-            else:
-                g = torch.cat([x.reshape(-1) for x in grads])
-                bufs = dict(self._torch_fns.init_state(g, rt))
-                if self._has_momentum:
-                    bufs["momentum_buffer"] = torch.zeros_like(g)
+            # the flat buffers, from per-tensor state (after a load, or after foreach
+            # steps); a parameter without state yet starts at zero
+            keys = self._keys + (["momentum_buffer"] if self._has_momentum else [])
+            bufs = {
+                k: torch.cat(
+                    [
+                        self.state[p][k].reshape(-1)
+                        if k in self.state[p]
+                        else torch.zeros_like(p).reshape(-1)
+                        for p in params
+                    ]
+                )
+                for k in keys
+            }
             self._lists.pop(gi, None)  # the per-tensor state now lives in these buffers
             sizes = [p.numel() for p in params]
             for k, buf in bufs.items():  # per-tensor views, so state_dict is the usual one

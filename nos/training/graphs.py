@@ -60,6 +60,8 @@ def capture_problem(opt: torch.optim.Optimizer) -> str | None:
         return "the candidate draws dropout masks"
     if len(opt.param_groups) != 1:
         return "the optimizer has several parameter groups"
+    if opt.param_groups[0].get("weight_decay"):
+        return "its weight decay is a per-step number outside the captured step"
     return None
 
 
@@ -124,7 +126,7 @@ class ScalarFeeder:
         try:
             for i in range(self.block):
                 self.group["step"] = t + i
-                sc = self.opt._scalars(0, self.group)
+                sc, _lr_t = self.opt._scalars(0, self.group)
                 rows.append([float(sc[k]) for k in SCALARS])
         finally:
             self.group["step"] = saved
