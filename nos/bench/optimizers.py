@@ -7,7 +7,7 @@ Optimizer`` (:data:`nos.optim.factories.OptimizerFactory`), so
 * built-in baselines: :func:`nos.optim.baselines.make_baseline` under the base warmup +
   cosine schedule, except Schedule-Free, which gets the warmup steps and schedules itself;
 * candidates: :class:`nos.optim.SymbolicOptimizer`, which applies the base schedule (times
-  its LR gene) itself; a tuned weight decay is added by :func:`with_decoupled_decay`;
+  its LR gene) and a tuned decoupled weight decay itself;
 * files: the class is built with ``total_steps`` and ``warmup`` when its constructor takes
   them (files written by ``nos export`` do, and schedule themselves), else it runs under the
   base schedule; ``weight_decay`` is passed when the constructor takes it, else added by
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from nos.errors import NosError
-from nos.optim.factories import OptimizerFactory, _with_base_schedule
+from nos.optim.factories import OptimizerFactory, with_base_schedule
 from nos.symbolic.schedules import base_lr
 
 __all__ = ["factory_for_payload", "load_optimizer_class", "with_decoupled_decay"]
@@ -41,8 +41,7 @@ def with_decoupled_decay(
 ) -> torch.optim.Optimizer:
     """Add AdamW-style decoupled weight decay to ``opt``: before every step each parameter
     is multiplied by ``1 - eta_t * weight_decay``, eta_t the base warmup + cosine LR at
-    peak ``lr``. (For optimizers without a weight-decay option of their own; one place to
-    switch once candidates take a ``weight_decay`` themselves.)"""
+    peak ``lr`` (for files whose optimizer has no weight-decay option of its own)."""
     if weight_decay == 0.0:
         return opt
     step = [0]
@@ -115,10 +114,15 @@ def _candidate_factory(payload: dict[str, Any], wd: float | None) -> OptimizerFa
     flip = bool(payload.get("flip"))
 
     def factory(params: list[nn.Parameter], lr: float, total: int, warmup: int) -> Any:
-        opt = SymbolicOptimizer(
-            params, candidate, lr=lr, total_steps=total, warmup=warmup, flip=flip
+        return SymbolicOptimizer(
+            params,
+            candidate,
+            lr=lr,
+            total_steps=total,
+            warmup=warmup,
+            flip=flip,
+            weight_decay=wd or 0.0,
         )
-        return with_decoupled_decay(opt, lr, wd or 0.0, total, warmup)
 
     return factory
 
@@ -130,7 +134,7 @@ def _baseline_factory(payload: dict[str, Any], wd: float | None) -> OptimizerFac
 
     def factory(params: list[nn.Parameter], lr: float, total: int, warmup: int) -> Any:
         opt = entry.make(params, lr, wd, warmup_steps=warmup)
-        return opt if entry.schedules_itself else _with_base_schedule(opt, lr, total, warmup)
+        return opt if entry.schedules_itself else with_base_schedule(opt, lr, total, warmup)
 
     return factory
 
@@ -150,7 +154,7 @@ def _file_factory(payload: dict[str, Any], wd: float | None) -> OptimizerFactory
             kwargs["weight_decay"] = wd
         opt = cls(params, **kwargs)
         if not own_schedule:
-            opt = _with_base_schedule(opt, lr, total, warmup)
+            opt = with_base_schedule(opt, lr, total, warmup)
         if wd and not own_decay:
             opt = with_decoupled_decay(opt, lr, wd, total, warmup)
         return opt

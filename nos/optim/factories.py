@@ -19,7 +19,13 @@ from nos.optim.symbolic_optimizer import SymbolicOptimizer
 from nos.symbolic.schedules import base_lr
 from nos.zoo.resolve import resolve
 
-__all__ = ["TORCH_PREFIX", "OptimizerFactory", "baseline_factory", "factory_for"]
+__all__ = [
+    "TORCH_PREFIX",
+    "OptimizerFactory",
+    "baseline_factory",
+    "factory_for",
+    "with_base_schedule",
+]
 
 #: Builds an optimizer for ``params`` with peak LR, total steps T and warmup steps W; the
 #: optimizer applies its own LR schedule (the base warmup-cosine of spec §2.7).
@@ -27,7 +33,7 @@ OptimizerFactory = Callable[[list[nn.Parameter], float, int, int], torch.optim.O
 TORCH_PREFIX = "torch:"
 
 
-def _with_base_schedule(
+def with_base_schedule(
     opt: torch.optim.Optimizer, lr: float, total: int, warmup: int
 ) -> torch.optim.Optimizer:
     """Give a torch optimizer the base warmup-cosine LR of spec §2.7 (set before each step)."""
@@ -65,7 +71,7 @@ def baseline_factory(name: str) -> OptimizerFactory:
     def factory(
         params: list[nn.Parameter], lr: float, total: int, warmup: int
     ) -> torch.optim.Optimizer:
-        return _with_base_schedule(make(params, lr), lr, total, warmup)
+        return with_base_schedule(make(params, lr), lr, total, warmup)
 
     return factory
 
