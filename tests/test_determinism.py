@@ -139,3 +139,28 @@ def test_workers_1_2_and_4_give_the_same_run(capsys, tmp_path):
         assert _classes_with_distinct_members(data.records) >= 1
     capsys.readouterr()
     assert runs[1] == runs[2] == runs[4]
+
+
+def test_a_screening_pool_makes_the_same_decisions():
+    """Screening (check, key, fingerprint) in driver-side processes changes nothing."""
+    import functools
+
+    from nos.search.fake import job_payload
+
+    config = SearchConfig(
+        grammar="morgan2024", task="fake", particles=4, steps=2, children=4, init_factor=3, seed=2
+    )
+    grammar = load_grammar("morgan2024")
+    runs = []
+    for workers in (0, 2):
+        store = MemoryStore()
+        outcome = run_search(
+            config,
+            grammar,
+            executor=SerialExecutor(FAKE),
+            store=store,
+            job_factory=functools.partial(job_payload, options={}),
+            screen_workers=workers,
+        )
+        runs.append((_decisions(store.records), outcome.rejections))
+    assert runs[0] == runs[1]

@@ -153,6 +153,12 @@ def test_the_search_merges_u_and_minus_u(g):
     counts: collections.Counter[str] = collections.Counter()
     keys: set[str] = set()
     fps: set[str] = set()
-    first = ga._admit(parse_canonical("none ~ sign_v_hat", g), counts, keys, fps)
-    second = ga._admit(parse_canonical("none ~ neg(sign_v_hat)", g), counts, keys, fps)
+    from nos.search.screening import screen
+
+    u, minus_u = (
+        parse_canonical("none ~ sign_v_hat", g),
+        parse_canonical("none ~ neg(sign_v_hat)", g),
+    )
+    first = ga._admit(u, screen(u), counts, keys, fps)
+    second = ga._admit(minus_u, screen(minus_u), counts, keys, fps)
     assert first is not None and second is None and counts["duplicate"] == 1

@@ -217,7 +217,12 @@ def test_real_jobs_are_eval_specs(tmp_path):
     cfg = SearchConfig(grammar="tiny", task="digits", preset="quick", particles=1, init_factor=1)
     function, factory = _job_setup(cfg, Execution(), load_grammar("tiny").path)
     assert function == "nos.search.worker:evaluate_job"
-    batch = next(ParticleGA(cfg, load_grammar("tiny")).initial_phase())
+    from nos.search.screening import ScreenRequest, screen
+
+    phase = ParticleGA(cfg, load_grammar("tiny")).initial_phase()
+    batch = next(phase)
+    while isinstance(batch, ScreenRequest):  # the phase asks for its candidates' screens
+        batch = phase.send([screen(c) for c in batch.candidates])
     spec = EvalSpec.from_dict(factory(batch.requests[0]))
     assert spec.candidate == batch.requests[0].text and spec.preset == "quick"
     assert spec.flip == batch.requests[0].entry.check.flip and spec.seeds == (0,)

@@ -112,6 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a("--cpus-per-eval", type=_positive_float, help="ray: CPUs each evaluation holds (1)")
     a(
+        "--screen-workers",
+        type=nonnegative_int,
+        help="driver-side processes that run the integrity check and the keys of new "
+        "candidates (default 0: the driver itself); the decisions do not depend on it",
+    )
+    a(
         "--gpus-per-eval",
         type=_nonnegative_float,
         help="ray: GPUs each evaluation holds, fractions pack several on one GPU (0)",
@@ -286,6 +292,9 @@ def _execution(args: argparse.Namespace, old: Any = None) -> Any:
     values = {
         "executor": executor,
         "workers": args.workers if args.workers is not None else old.workers,
+        "screen_workers": (
+            args.screen_workers if args.screen_workers is not None else old.screen_workers
+        ),
         "data_dir": args.data_dir or old.data_dir,
         "device": _device(args.device) if args.device else old.device,
         **step_fields(args, old),  # GPU

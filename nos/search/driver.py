@@ -47,13 +47,14 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nos.executors import Executor, Outcome
 from nos.search.config import SearchConfig
-from nos.search.engine import Batch, Entry, ParticleGA, Request, Result
+from nos.search.engine import Entry, ParticleGA, Phase, Request, Result
+from nos.search.screening import Screened, ScreenPool, ScreenRequest, screen
 from nos.status import Status
 from nos.symbolic.genome import Candidate
 from nos.symbolic.grammar import Grammar
@@ -129,7 +130,7 @@ def cache_id(request: Request, dedup: bool) -> str:
 
 @dataclass
 class _Task:
-    gen: Generator[Batch, list[Result], Any]
+    gen: Phase
     requests: list[Request] = field(default_factory=list)
     results: list[Result | None] = field(default_factory=list)
     missing: int = 0
@@ -148,6 +149,7 @@ class _Scheduler:
         progress: Progress | None,
         checkpoint: Callable[[], None],
         checkpoint_every_s: float,
+        pool: ScreenPool | None = None,
     ):
         self.config = config
         self.job_factory = job_factory
@@ -163,6 +165,9 @@ class _Scheduler:
         self.waiters: dict[str, list[tuple[str, int]]] = {}
         self.inflight: dict[str, Request] = {}
         self.unresolved: list[str] = []  # tasks whose current batch waits for its round
+        self.pool = pool
+        self.screens: dict[str, Screened] = {}  # candidate text -> its screen (pure: a memo)
+        self.screening: list[tuple[str, ScreenRequest]] = []  # waiting for the pool
         self.trained = self.replayed = self.cached = self.timeouts = 0
         self.seq = 0
         self.best_by_stage: dict[str, float | None] = {"init": None, "full": None}
@@ -204,18 +209,47 @@ class _Scheduler:
 
     # coroutines ------------------------------------------------------------------------
 
-    def add(self, name: str, gen: Generator[Batch, list[Result], Any]) -> None:
+    def add(self, name: str, gen: Phase) -> None:
         self.tasks[name] = _Task(gen)
         self._advance(name, None)
 
-    def _advance(self, name: str, results: list[Result] | None) -> None:
+    def _screen(self, request: ScreenRequest) -> list[Screened]:
+        """Screens from the memo, computing the missing ones in this process."""
+        for cand in request.candidates:
+            if cand.text not in self.screens:
+                self.screens[cand.text] = screen(cand)
+        return [self.screens[c.text] for c in request.candidates]
+
+    def _flush_screens(self) -> None:
+        """Screen what the phases asked for in the pool, all at once, and resume them."""
+        while self.screening:
+            asked, self.screening = self.screening, []
+            texts = list(
+                dict.fromkeys(
+                    c.text for _, req in asked for c in req.candidates if c.text not in self.screens
+                )
+            )
+            assert self.pool is not None
+            self.screens.update(zip(texts, self.pool.map(texts), strict=True))
+            for name, req in asked:  # each phase's screens are its own: any order will do
+                self._advance(name, [self.screens[c.text] for c in req.candidates])
+
+    def _advance(self, name: str, value: Any) -> None:
         task = self.tasks[name]
         try:
-            batch = next(task.gen) if results is None else task.gen.send(results)
+            out = next(task.gen) if value is None else task.gen.send(value)
+            while isinstance(out, ScreenRequest):
+                if self.pool is not None and any(
+                    c.text not in self.screens for c in out.candidates
+                ):
+                    self.screening.append((name, out))  # screened with the others
+                    return
+                out = task.gen.send(self._screen(out))
         except StopIteration as stop:
             del self.tasks[name]
             self.done[name] = stop.value
             return
+        batch = out
         for record in batch.records:
             self.store.append_once(record)
         task.requests = batch.requests
@@ -347,7 +381,8 @@ class _Scheduler:
             while self.ready:
                 name = self.ready.popleft()
                 task = self.tasks[name]
-                self._advance(name, list(task.results))  # type: ignore[arg-type]
+                self._advance(name, list(task.results))
+            self._flush_screens()
             self._resolve_round()
             if self.ready:
                 continue
@@ -373,10 +408,35 @@ def run_search(
     seeds: Sequence[Candidate] = (),
     progress: Progress | None = None,
     checkpoint_every_s: float = 30.0,
+    screen_workers: int = 0,
 ) -> SearchOutcome:
-    """Run (or, with a store that holds records, resume) one search to its end or budget."""
+    """Run (or, with a store that holds records, resume) one search to its end or budget.
+
+    ``screen_workers`` > 0 screens candidates (:mod:`nos.search.screening`) in that many
+    driver-side processes instead of in this one; the decisions are the same.
+    """
     store = store if store is not None else MemoryStore()
     engine = ParticleGA(config, grammar, seeds)
+    pool = ScreenPool(grammar, screen_workers) if screen_workers > 0 else None
+    try:
+        return _run(
+            config, engine, job_factory, executor, store, progress, checkpoint_every_s, pool
+        )
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _run(
+    config: SearchConfig,
+    engine: ParticleGA,
+    job_factory: JobFactory,
+    executor: Executor,
+    store: Recorder,
+    progress: Progress | None,
+    checkpoint_every_s: float,
+    pool: ScreenPool | None,
+) -> SearchOutcome:
     sched: _Scheduler
 
     def checkpoint() -> None:
@@ -391,7 +451,7 @@ def run_search(
         )
 
     sched = _Scheduler(
-        config, job_factory, executor, store, progress, checkpoint, checkpoint_every_s
+        config, job_factory, executor, store, progress, checkpoint, checkpoint_every_s, pool
     )
     sched.add("init", engine.initial_phase())
     sched.run("init")

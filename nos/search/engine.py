@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nos.search.config import SearchConfig
+from nos.search.screening import Screened, ScreenRequest
 from nos.status import Status
-from nos.symbolic.check import CheckResult, check_candidate
+from nos.symbolic.check import CheckResult
 from nos.symbolic.genome import Candidate
 from nos.symbolic.grammar import Grammar
-from nos.symbolic.keys import canonical_key, fingerprint
 from nos.symbolic.mutate import MutationError, mutate_candidate
 from nos.symbolic.sample import sample_candidate
 
@@ -155,7 +155,12 @@ class Batch:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
-Phase = Generator[Batch, list[Result], Any]
+#: A phase yields evaluation batches (sent their results) and screen requests (sent the
+#: screens, :mod:`nos.search.screening`).
+Phase = Generator[Batch | ScreenRequest, Any, Any]
+#: Mutants (or samples) drawn ahead and screened together: this only groups the screening
+#: work, the random stream and therefore every decision are those of one draw at a time.
+LOOKAHEAD = 8
 
 
 def rng_state(rnd: random.Random) -> list[Any]:
@@ -193,64 +198,79 @@ class ParticleGA:
         self.rejections: collections.Counter[str] = collections.Counter()
         self.particles: dict[int, _Particle] = {}
         self.init_rnd = random.Random(f"nos/{config.seed}/init")
-        self._checks: dict[str, CheckResult] = {}  # pure function of the text: memo only
         self.eval_seeds = tuple(config.seed + i for i in range(config.eval_seeds))
 
     # candidates ------------------------------------------------------------------------
 
-    def _check(self, cand: Candidate) -> CheckResult:
-        hit = self._checks.get(cand.text)
-        if hit is None:
-            hit = self._checks[cand.text] = check_candidate(cand)
-        return hit
-
     def _admit(
         self,
         cand: Candidate,
+        screened: Screened,
         counts: collections.Counter[str],
         seen_keys: set[str],
         seen_fps: set[str] | None,
         **info: Any,
     ) -> Entry | None:
         """The candidate as an :class:`Entry` if it passes the check and is unseen."""
-        key = canonical_key(cand)
-        if key in seen_keys:
+        if screened.key in seen_keys:
             counts["duplicate"] += 1
             return None
-        result = self._check(cand)
+        result = screened.check
         if not result.passed:
             counts[result.reason.value] += 1
             return None
-        fp = fingerprint(cand, flip=result.flip)  # U and -U train alike
+        fp = screened.fingerprint  # under the check's sign: U and -U train alike
+        assert fp is not None
         if seen_fps is not None and fp in seen_fps:
             counts["duplicate"] += 1
             return None
-        seen_keys.add(key)
+        seen_keys.add(screened.key)
         if seen_fps is not None:
             seen_fps.add(fp)
-        return Entry(cand, key, fp, result, **info)
+        return Entry(cand, screened.key, fp, result, **info)
 
-    def _child(self, particle: _Particle, counts: collections.Counter[str]) -> Entry | None:
-        """One mutant of the particle's position, rejection-sampled (spec §4.3)."""
+    def _child(
+        self, particle: _Particle, counts: collections.Counter[str]
+    ) -> Generator[ScreenRequest, list[Screened], Entry | None]:
+        """One mutant of the particle's position, rejection-sampled (spec §4.3).
+
+        Mutants are drawn :data:`LOOKAHEAD` at a time from a copy of the particle's random
+        stream and screened together; the particle's own stream then advances past the
+        draws actually used, so the outcome is that of drawing one mutant at a time.
+        """
         fps = particle.seen_fps if self.config.dedup else None
         parent = particle.position
-        for _ in range(self.config.max_rejections):
-            try:
-                m = mutate_candidate(parent.candidate, particle.rnd)
-            except MutationError:
-                counts["no_mutation"] += 1
-                return None
-            entry = self._admit(
-                m.child,
-                counts,
-                particle.seen_keys,
-                fps,
-                mutation=m.kind,
-                detail=m.detail,
-                parent=parent.key,
-            )
-            if entry is not None:
-                return entry
+        left = self.config.max_rejections
+        while left > 0:
+            probe = random.Random()
+            probe.setstate(particle.rnd.getstate())
+            drafts: list[tuple[Candidate | None, str, str, Any]] = []
+            for _ in range(min(LOOKAHEAD, left)):
+                try:
+                    m = mutate_candidate(parent.candidate, probe)
+                except MutationError:
+                    drafts.append((None, "", "", probe.getstate()))
+                    break
+                drafts.append((m.child, m.kind, m.detail, probe.getstate()))
+            screens = iter((yield ScreenRequest([d[0] for d in drafts if d[0] is not None])))
+            for child, kind, detail, state in drafts:
+                particle.rnd.setstate(state)
+                left -= 1
+                if child is None:
+                    counts["no_mutation"] += 1
+                    return None
+                entry = self._admit(
+                    child,
+                    next(screens),
+                    counts,
+                    particle.seen_keys,
+                    fps,
+                    mutation=kind,
+                    detail=detail,
+                    parent=parent.key,
+                )
+                if entry is not None:
+                    return entry
         counts["exhausted"] += 1
         return None
 
@@ -264,25 +284,39 @@ class ParticleGA:
 
     # phases ----------------------------------------------------------------------------
 
-    def initial_phase(self) -> Generator[Batch, list[Result], list[tuple[Entry, float]]]:
+    def initial_phase(self) -> Generator[Batch | ScreenRequest, Any, list[tuple[Entry, float]]]:
         """Sample ``init_size`` valid candidates, score them cheaply, keep the top n (§4.2)."""
         cfg, counts = self.config, collections.Counter[str]()
         seen_keys: set[str] = set()
         seen_fps: set[str] | None = set() if cfg.dedup else None
         entries: list[Entry] = []
-        for cand in self.seeds[: cfg.init_size]:
-            entry = self._admit(cand, counts, seen_keys, seen_fps, mutation="seed")
+        seeds = self.seeds[: cfg.init_size]
+        seed_screens: list[Screened] = yield ScreenRequest(list(seeds))
+        for cand, screened in zip(seeds, seed_screens, strict=True):
+            entry = self._admit(cand, screened, counts, seen_keys, seen_fps, mutation="seed")
             if entry is None:
                 log.warning("seed %s was rejected (integrity check or duplicate)", cand.text)
                 counts["seed_rejected"] += 1
             else:
                 entries.append(entry)
         while len(entries) < cfg.init_size:
-            cand = sample_candidate(self.grammar, self.init_rnd)
-            # the reference does not de-duplicate its initial population: fresh sets
-            entry = self._admit(cand, counts, seen_keys if cfg.dedup else set(), seen_fps)
-            if entry is not None:
-                entries.append(entry)
+            # drawn ahead as in _child; the stream advances past the samples used only
+            probe = random.Random()
+            probe.setstate(self.init_rnd.getstate())
+            drafts = []
+            for _ in range(LOOKAHEAD):
+                drafts.append((sample_candidate(self.grammar, probe), probe.getstate()))
+            screens: list[Screened] = yield ScreenRequest([c for c, _ in drafts])
+            for (cand, state), screened in zip(drafts, screens, strict=True):
+                self.init_rnd.setstate(state)
+                # the reference does not de-duplicate its initial population: fresh sets
+                entry = self._admit(
+                    cand, screened, counts, seen_keys if cfg.dedup else set(), seen_fps
+                )
+                if entry is not None:
+                    entries.append(entry)
+                    if len(entries) == cfg.init_size:
+                        break
         requests = [Request(f"init/{i}", "init", e, self.eval_seeds) for i, e in enumerate(entries)]
         results = yield Batch(requests, self._record_rejections("init", counts))
         scored = sorted(range(len(entries)), key=lambda i: (-results[i].score(FAILED_INIT), i))
@@ -322,14 +356,14 @@ class ParticleGA:
 
     def _step(
         self, particle: _Particle, step: int
-    ) -> Generator[Batch, list[Result], dict[str, Any] | None]:
+    ) -> Generator[Batch | ScreenRequest, Any, dict[str, Any] | None]:
         cfg, p = self.config, particle.index
         slots: list[Entry | None] = []
         results: list[Result | None] = [None] * cfg.children
         tries = [0] * cfg.children
         counts = collections.Counter[str]()
         for _ in range(cfg.children):
-            slots.append(self._child(particle, counts))
+            slots.append((yield from self._child(particle, counts)))
         # slot -> the child it evaluates next
         pending = {j: e for j, e in enumerate(slots) if e is not None}
         round_ = 0
@@ -348,7 +382,7 @@ class ParticleGA:
                     retry.append(j)
             pending = {}
             for j in retry:  # slot order: independent of arrival order
-                entry = self._child(particle, counts)
+                entry = yield from self._child(particle, counts)
                 if entry is not None:
                     slots[j] = entry
                     pending[j] = entry

@@ -62,6 +62,7 @@ class Execution:
     address: str = ""  # ray: "" (a local instance), "auto" or HOST:PORT
     cpus_per_eval: float = 1.0  # ray: resources each evaluation declares
     gpus_per_eval: float = 0.0
+    screen_workers: int = 0  # driver-side processes screening candidates (0: in the driver)
     # --- GPU: the training step and packing (nos.training.fast, nos.training.device) ---
     workers_per_gpu: int = 1
     precision: str = "fp32"
@@ -274,6 +275,7 @@ def execute(
             seeds=seeds,
             progress=progress,
             checkpoint_every_s=checkpoint_every_s,
+            screen_workers=execution.screen_workers,
         )
     finally:
         executor.close()
