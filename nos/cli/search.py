@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a(
         "--hurdle",
         type=_positive_float,
-        help="rung 0 passes when log(reference loss / candidate loss) >= -HURDLE (default 1)",
+        help="rung 0 passes when log(reference loss / candidate loss) >= -HURDLE (default 1.2)",
     )
     a(
         "--task",

@@ -32,7 +32,7 @@ class SearchConfig:
     task: str = "digits"  # the paper fitness's task; the suite fitness's only task, or ""
     suite: str = "search"  # the suite fitness's suite when ``task`` is ""
     lr_scheme: str = "matched"  # the suite fitness's LR scheme (nos.search.fitness)
-    hurdle: float = 1.0  # the suite fitness's rung-0 hurdle (log loss ratio to the reference)
+    hurdle: float = 1.2  # the suite fitness's rung-0 hurdle (log loss ratio to the reference)
     preset: str = "quick"  # fitness preset of the particle phase (spec §5.4)
     init_preset: str = ""  # cheap fitness of the initial population (spec §5.3); "" = preset
     strategy: str = "paper"

@@ -33,9 +33,9 @@ particles' children, the particles' re-evaluation and the final re-scoring run b
 * ``matched`` (default): the candidate's first steps on the rung-0 task are measured
   against Adam's at the same LR (the norm of the weight change), which gives the
   multiple that makes its steps as long as Adam's; it is rounded to a half decade, and
-  the multiples x{1/sqrt(10), 1, sqrt(10)} around it are trained, going on outwards by
-  half decades while the best is at an edge, and down by decades while every trial
-  diverged (up to ``extend`` more trials);
+  the multiples x{1/sqrt(10), 1, sqrt(10)} around it are trained, then (up to ``extend``
+  more trials) the best trial's untried half-decade neighbours, or a decade lower while
+  every trial diverged;
 * ``decades``: multiples 1e-2 ... 1e2 of Adam's LR, one per decade;
 * ``paper``: the paper's seven absolute LRs 10 ... 1e-5.
 
@@ -109,7 +109,7 @@ class FitnessSpec:
     tasks: tuple[TaskBudget, ...]
     rung0: TaskBudget
     lr_scheme: str = "matched"
-    hurdle: float = 1.0  # rung 0 passes when log(L_ref / L_cand) >= -hurdle
+    hurdle: float = 1.2  # rung 0 passes when log(L_ref / L_cand) >= -hurdle
     clip: float = 1.0
     extend: int = 3  # matched scheme: extra trials while the best is at an edge
     probe_steps: int = 10
@@ -174,9 +174,9 @@ def _budget_of(task: str) -> Budget:
     return SUITE_BUDGETS.get(task) or get_task(task).budget
 
 
-def rung0_budget(budget: Budget) -> Budget:
-    """The cheap rung: half the task's steps, validated once at the end."""
-    steps = max(1, budget.steps // 2)
+def rung0_budget(budget: Budget, fraction: float = 0.5) -> Budget:
+    """The cheap rung: a ``fraction`` of the task's steps, validated once at the end."""
+    steps = max(2, round(budget.steps * fraction))
     return budget.replace(steps=steps, warmup=min(budget.warmup, steps - 1), eval_every=steps)
 
 
@@ -185,6 +185,7 @@ def fitness_for(
     tasks: Sequence[str] = (),
     *,
     lr_scheme: str = "matched",
+    rung0_fraction: float = 0.5,
     **options: Any,
 ) -> FitnessSpec:
     """The suite fitness of a registered suite, or of explicit ``tasks`` (e.g. one task)."""
@@ -193,7 +194,7 @@ def fitness_for(
         get_task(name)  # a one-line error for an unknown task
     entries = tuple(TaskBudget(n, _budget_of(n)) for n in names)
     first = entries[0]
-    rung0 = TaskBudget(first.task, rung0_budget(first.budget))
+    rung0 = TaskBudget(first.task, rung0_budget(first.budget, rung0_fraction))
     return FitnessSpec(entries, rung0, lr_scheme=lr_scheme, **options)
 
 

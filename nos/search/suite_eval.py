@@ -79,6 +79,10 @@ def probe_step_length(
     return value if math.isfinite(value) and value > 0 else None
 
 
+def _half_decades(x: float) -> int:
+    return round(2.0 * math.log10(x))
+
+
 def _round_half_decade(x: float) -> float:
     return float(10.0 ** (round(2.0 * math.log10(x)) / 2.0))
 
@@ -141,20 +145,23 @@ def sweep_rung0(
     for m in multiples:
         trial(m)
     if spec.lr_scheme == "matched":
-        # go on outwards while the best trial sits at an edge of what was tried, and down
-        # by decades while every trial diverged (steps matched to Adam's can be too long
-        # for an update that follows the raw gradient)
+        # Try the untried half-decade neighbours of the best trial (above first), and
+        # while every trial diverged go down by decades: steps matched to Adam's can be
+        # too long for an update that follows the raw gradient.
         for _ in range(spec.extend):
             best = _best(trials)
-            tried = sorted(m for m, _ in trials)
+            tried = {_half_decades(m) for m, _ in trials}
             if best is None:
-                trial(tried[0] / 10.0)
-            elif best == tried[0]:
-                trial(tried[0] / _HALF_DECADE)
-            elif best == tried[-1]:
-                trial(tried[-1] * _HALF_DECADE)
-            else:
+                trial(min(m for m, _ in trials) / 10.0)
+                continue
+            untried = [
+                m
+                for m in (best * _HALF_DECADE, best / _HALF_DECADE)
+                if _half_decades(m) not in tried
+            ]
+            if not untried:
                 break
+            trial(untried[0])
     best = _best(trials)
     loss = None if best is None else dict(trials)[best]
     return {
