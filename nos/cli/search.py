@@ -26,10 +26,11 @@ from nos.training.registry import PRESETS, get_task, suite_names
 SMALL = {"particles": 10, "steps": 5, "children": 7, "init_factor": 6}
 #: The default search with the suite fitness (see the README's Performance section).
 SUITE_SMALL = {
-    "particles": 6,
-    "steps": 4,
-    "children": 5,
-    "init_factor": 6,
+    "particles": 5,
+    "steps": 3,
+    "children": 4,
+    "init_factor": 4,
+    "tries": 2,
     "rescore_top": 3,
     "rescore_seeds": 3,
 }

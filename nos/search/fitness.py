@@ -19,14 +19,16 @@ dominating) and seeds.
 
 **Rungs.** One evaluation job runs
 
-* rung 0: the LR scheme on one cheap task (the suite's first, on a short budget), one seed.
-  The candidate must reach a loss within ``exp(hurdle)`` of the reference's on the same
-  rung, or it stops there (``failed_threshold``) after only this rung's steps;
+* rung 0: the LR scheme on one cheap task (the suite's first, on a third of its budget),
+  one seed. The candidate must reach a loss within ``exp(hurdle)`` of the reference's on
+  the same rung, or it stops there (``failed_threshold``) after only this rung's steps;
 * rung 1: every task of the suite at its full budget, at the reference's tuned LR of each
   task times the candidate's LR multiple found on rung 0.
 
-The initial population is scored on rung 0 only (its score is the rung-0 log ratio); the
-particles' children, the particles' re-evaluation and the final re-scoring run both rungs.
+The initial population is scored on rung 0 only: its score is the rung-0 log ratio
+(clipped), with no hurdle since there is no later rung to stop before; it fails only when
+every LR trial diverged. The particles' children, the particles' re-evaluation and the
+final re-scoring run both rungs.
 
 **LR schemes** (how rung 0 finds the candidate's LR, as a multiple of Adam's):
 
@@ -79,8 +81,7 @@ REFERENCE_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 #: Budgets of the suite fitness where they differ from the task's own (the bench's): the
 #: search trains every candidate, so these are shorter.
 SUITE_BUDGETS: dict[str, Budget] = {
-    "digits": Budget(200, batch_size=64, warmup=10, eval_every=100),
-    "mnist1d": Budget(200, batch_size=64, warmup=10, eval_every=100),
+    "digits": Budget(150, batch_size=64, warmup=8, eval_every=75),
 }
 
 
@@ -111,7 +112,7 @@ class FitnessSpec:
     lr_scheme: str = "matched"
     hurdle: float = 1.2  # rung 0 passes when log(L_ref / L_cand) >= -hurdle
     clip: float = 1.0
-    extend: int = 3  # matched scheme: extra trials while the best is at an edge
+    extend: int = 2  # matched scheme: extra trials around the best
     probe_steps: int = 10
     probe_lr: float = 1e-4
     reference_grid: tuple[float, ...] = REFERENCE_GRID
@@ -174,7 +175,7 @@ def _budget_of(task: str) -> Budget:
     return SUITE_BUDGETS.get(task) or get_task(task).budget
 
 
-def rung0_budget(budget: Budget, fraction: float = 0.5) -> Budget:
+def rung0_budget(budget: Budget, fraction: float = 1 / 3) -> Budget:
     """The cheap rung: a ``fraction`` of the task's steps, validated once at the end."""
     steps = max(2, round(budget.steps * fraction))
     return budget.replace(steps=steps, warmup=min(budget.warmup, steps - 1), eval_every=steps)
@@ -185,7 +186,7 @@ def fitness_for(
     tasks: Sequence[str] = (),
     *,
     lr_scheme: str = "matched",
-    rung0_fraction: float = 0.5,
+    rung0_fraction: float = 1 / 3,
     **options: Any,
 ) -> FitnessSpec:
     """The suite fitness of a registered suite, or of explicit ``tasks`` (e.g. one task)."""

@@ -114,13 +114,15 @@ def sweep_rung0(
     *,
     reference_probe: float | None,
     is_reference: bool = False,
+    hopeless: float | None = None,
     deadline: float | None = None,
 ) -> dict[str, Any]:
     """Rung 0: the LR scheme on the rung-0 task. Returns the trials, the chosen multiple
     (of ``base_lr``), its loss (``None``: every trial diverged), the probe and the steps.
 
     The matched scheme centres its trials on ``reference_probe / probe`` (1 for the
-    reference itself, ``is_reference``)."""
+    reference itself, ``is_reference``); it tries no neighbours when the best of its first
+    trials has a loss above ``hopeless`` (no neighbour would clear the hurdle)."""
     budget = spec.rung0.budget
     steps = 0
     probe = matched = None
@@ -151,6 +153,8 @@ def sweep_rung0(
         for _ in range(spec.extend):
             best = _best(trials)
             tried = {_half_decades(m) for m, _ in trials}
+            if best is not None and hopeless is not None and dict(trials)[best] > hopeless:
+                break
             if best is None:
                 trial(min(m for m, _ in trials) / 10.0)
                 continue
@@ -196,6 +200,7 @@ def _candidate(payload: Mapping[str, Any], deadline: float | None) -> dict[str, 
     first = spec.rung0.task
     base_lr = float(ref["tasks"][first]["lr"])
     ref0 = ref["rung0"]
+    full = bool(payload.get("full", True))
     r0 = sweep_rung0(
         factory,
         _task(first, payload),
@@ -203,6 +208,8 @@ def _candidate(payload: Mapping[str, Any], deadline: float | None) -> dict[str, 
         base_lr,
         rung0_seed,
         reference_probe=ref0.get("probe"),
+        # a loss this far above the reference's would miss the hurdle by twice its width
+        hopeless=float(ref0["loss"]) * math.exp(2 * spec.hurdle) if full else None,
         deadline=deadline,
     )
     details: dict[str, Any] = {
@@ -217,6 +224,9 @@ def _candidate(payload: Mapping[str, Any], deadline: float | None) -> dict[str, 
     ratio0 = log_ratio(ref0["loss"], r0["loss"], math.inf)
     score0 = max(-spec.clip, min(spec.clip, ratio0))
     details["rung0_score"] = score0
+    if not full:
+        # the initial population: rung 0 is its whole evaluation, nothing to stop before
+        return {**out, "status": Status.OK, "fitness": score0, "fitness_per_seed": [score0]}
     if ratio0 < -spec.hurdle:
         return {
             **out,
@@ -226,8 +236,6 @@ def _candidate(payload: Mapping[str, Any], deadline: float | None) -> dict[str, 
                 f"{ref0['loss']:.4g}, log ratio {ratio0:.3f} < -{spec.hurdle:g}"
             ),
         }
-    if not payload.get("full", True):
-        return {**out, "status": Status.OK, "fitness": score0, "fitness_per_seed": [score0]}
     # rung 1: every task at its full budget, the LR carried over as a multiple of Adam's
     multiple = r0["multiple"] / float(ref0["multiple"])
     details.update(rung=1, multiple=multiple, tasks={})

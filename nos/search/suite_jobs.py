@@ -178,7 +178,7 @@ def candidate_payload(
         "rung0_seed": rung0_seed,
         "full": full,
         "fitness": spec.to_dict(),
-        "reference": reference.for_seeds(seeds, rung0_seed),
+        "reference": reference.for_seeds(seeds if full else (), rung0_seed),
         "timeout_s": timeout_s,
         **_common(execution or {}),
     }

@@ -299,7 +299,7 @@ register(
         "MNIST-1D signals (generated), a 1-D CNN without normalisation layers",
         data=f"{_DATA}.embedded:load_mnist1d",
         model=f"{_SUITE_MODELS}:SignalCNN",
-        budget=Budget(200, batch_size=64, warmup=10, eval_every=100, target=0.6),
+        budget=Budget(150, batch_size=64, warmup=8, eval_every=75, target=0.6),
         presets=_quick_presets("mnist1d-conv"),
         suites=("search",),
     )
@@ -311,7 +311,7 @@ register(
         data=f"{_GEN}:load_recall",
         model=f"{_SUITE_MODELS}:RecallLSTM",
         kind="language-model",
-        budget=Budget(200, batch_size=64, warmup=10, eval_every=100),
+        budget=Budget(150, batch_size=64, warmup=8, eval_every=75),
         suites=("search",),
     )
 )
@@ -322,7 +322,7 @@ register(
         data=f"{_GEN}:load_teacher",
         model=f"{_SUITE_MODELS}:StudentMLP",
         kind="regression",
-        budget=Budget(200, batch_size=64, warmup=10, eval_every=100),
+        budget=Budget(150, batch_size=64, warmup=8, eval_every=75),
         suites=("search",),
     )
 )
@@ -332,7 +332,7 @@ register(
         "three noisy 2-D spirals (generated), a deep narrow tanh MLP",
         data=f"{_GEN}:load_spirals",
         model=f"{_SUITE_MODELS}:DeepTanhMLP",
-        budget=Budget(200, batch_size=64, warmup=10, eval_every=100, target=0.9),
+        budget=Budget(150, batch_size=64, warmup=8, eval_every=75, target=0.9),
         presets=_quick_presets("spirals"),
         suites=("search",),
     )
