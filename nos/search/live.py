@@ -141,9 +141,8 @@ class LiveView:
         if duplicate or record.get("status") in _FAILED:
             self.wasted_steps += steps
         fitness = record.get("fitness")
-        ok = record.get("status") == "ok" and isinstance(fitness, int | float)
-        if ok and stage in self.scores:
-            self.scores[stage].append(float(fitness))
+        if record.get("status") == "ok" and isinstance(fitness, int | float):
+            self.scores.setdefault(stage, []).append(float(fitness))
         details = record.get("suite")
         if isinstance(details, dict):
             for rung in range(int(details.get("rung", 0)) + 1):

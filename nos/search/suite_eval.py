@@ -153,7 +153,8 @@ def sweep_rung0(
         for _ in range(spec.extend):
             best = _best(trials)
             tried = {_half_decades(m) for m, _ in trials}
-            if best is not None and hopeless is not None and dict(trials)[best] > hopeless:
+            best_loss = None if best is None else dict(trials)[best]
+            if best_loss is not None and hopeless is not None and best_loss > hopeless:
                 break
             if best is None:
                 trial(min(m for m, _ in trials) / 10.0)
