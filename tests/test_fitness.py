@@ -23,8 +23,8 @@ from nos.training.presets import Budget
 
 pytest.importorskip("torch")
 
-from nos.search.suite_eval import rung0_multiples, run_job  # noqa: E402
-from nos.search.suite_jobs import (  # noqa: E402
+from nos.search.suite_eval import run_job, rung0_multiples
+from nos.search.suite_jobs import (
     candidate_payload,
     compute_reference,
     serial_batches,
