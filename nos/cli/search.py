@@ -34,8 +34,8 @@ SUITE_SMALL = {
     "rescore_top": 3,
     "rescore_seeds": 3,
 }
-#: Seeds of the default search's initial population.
-DEFAULT_SEEDS: tuple[str, ...] = ()
+#: Seeds of the default search's initial population (``--seed-from ""`` for none).
+DEFAULT_SEEDS = ("zoo:adam", "zoo:rmsprop", "zoo:nesterov", "zoo:momentum")
 #: Flags that define the search; a resumed run keeps its own and refuses new ones.
 _SEARCH_FLAGS = (
     "grammar",
