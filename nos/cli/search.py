@@ -26,8 +26,8 @@ from nos.training.registry import PRESETS, get_task, suite_names
 SMALL = {"particles": 10, "steps": 5, "children": 7, "init_factor": 6}
 #: The default search with the suite fitness (see the README's Performance section).
 SUITE_SMALL = {
-    "particles": 5,
-    "steps": 3,
+    "particles": 6,
+    "steps": 4,
     "children": 4,
     "init_factor": 4,
     "tries": 2,
