@@ -43,7 +43,7 @@ def test_every_task_names_a_loader_and_a_model(name):
 
 @pytest.mark.parametrize("name", [n for n in task_names() if get_task(n).presets])
 def test_search_uses_the_tasks_own_presets(name):
-    args = build_parser().parse_args(["search", "--task", name])
+    args = build_parser().parse_args(["search", "--fitness", "paper", "--task", name])
     config = _config(args)
     info = get_task(name)
     assert config.preset == info.presets["particle"].name

@@ -15,8 +15,9 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import textwrap
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import nos.cli
 from nos.errors import NosError
@@ -24,8 +25,19 @@ from nos.errors import NosError
 __all__ = ["build_parser", "main"]
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Wraps help without splitting names at hyphens (``friedman-mlp``, ``--lr-scheme``)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit status 1 (argparse's default is usage + 2)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)  # subcommands' parsers too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise NosError(message)

@@ -1,8 +1,10 @@
 """`nos search`: run or resume a particle-GA search (spec §4) into ``search_runs/NAME/``.
 
-With no flags it runs a small search on the embedded digits task (``quick`` preset), sized
-to finish in minutes on a 2-core machine; ``--particles 50 --steps 5 --children 7
---init-factor 10`` is the paper's scale.
+With no flags it runs a small search with the suite fitness (LR-tuned Adam as the
+reference on the tasks of the ``search`` suite, :mod:`nos.search.fitness`), sized to
+finish in minutes on a 2-core machine. ``--fitness paper`` scores with the paper's
+protocol on one task and its presets (``--task cifar10 --preset paper``), and
+``--particles 50 --steps 5 --children 7 --init-factor 10`` is the paper's scale.
 """
 
 from __future__ import annotations
@@ -17,13 +19,31 @@ from nos.cli._args import nonnegative_int, positive_int, task_help
 from nos.cli._step import add_step_flags, check_data, step_fields
 from nos.errors import NosError
 from nos.executors import EXECUTORS
-from nos.training.registry import PRESETS, get_task
+from nos.search.config import FITNESSES
+from nos.search.fitness import LR_SCHEMES
+from nos.training.registry import PRESETS, get_task, suite_names
 
 #: The small default search: 60 initial candidates, 10 particles x 5 steps x 7 children.
 SMALL = {"particles": 10, "steps": 5, "children": 7, "init_factor": 6}
+#: The default search with the suite fitness (see the README's Performance section).
+SUITE_SMALL = {
+    "particles": 6,
+    "steps": 4,
+    "children": 4,
+    "init_factor": 4,
+    "tries": 2,
+    "rescore_top": 3,
+    "rescore_seeds": 3,
+}
+#: Seeds of the default search's initial population (``--seed-from ""`` for none).
+DEFAULT_SEEDS = ("zoo:adam", "zoo:rmsprop", "zoo:nesterov", "zoo:momentum")
 #: Flags that define the search; a resumed run keeps its own and refuses new ones.
 _SEARCH_FLAGS = (
     "grammar",
+    "fitness",
+    "suite",
+    "lr_scheme",
+    "hurdle",
     "task",
     "preset",
     "init_preset",
@@ -65,7 +85,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a = p.add_argument
     a("--grammar", help="grammar name or file (default morgan2024)")
-    a("--task", help=f"task (default digits): {task_help()}")
+    a(
+        "--fitness",
+        choices=FITNESSES,
+        help="suite (default): LR-tuned Adam as the reference on a suite of tasks, scored by "
+        "validation loss; paper: the paper's LR sweep, thresholds and accuracy on one task",
+    )
+    a(
+        "--suite",
+        help=f"the suite fitness's suite (default search; known: {', '.join(suite_names())})",
+    )
+    a(
+        "--lr-scheme",
+        choices=LR_SCHEMES,
+        help="how the suite fitness finds a candidate's LR on its first rung (default matched)",
+    )
+    a(
+        "--hurdle",
+        type=_positive_float,
+        help="rung 0 passes when log(reference loss / candidate loss) >= -HURDLE (default 1.2)",
+    )
+    a(
+        "--task",
+        help=f"the paper fitness's task (default digits), or the suite fitness's only task: "
+        f"{task_help()}",
+    )
     a(
         "--preset",
         help="fitness preset of the particle phase (default: the task's own; "
@@ -169,6 +213,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a("--device", help="where evaluations train: cpu (default), cuda, cuda:N or auto")
     add_step_flags(p, workers_per_gpu=True)  # GPU: --precision ... --workers-per-gpu
     a("--no-progress", action="store_true", help="no progress bar")
+    a(
+        "--no-tensorboard",
+        action="store_true",
+        help="do not write TensorBoard event files into the run directory",
+    )
     a("--fake", help=argparse.SUPPRESS)  # JSON options of the test-only task 'fake'
     p.set_defaults(run=_run_search)
 
@@ -176,10 +225,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace) -> Any:
     from nos.search.config import SearchConfig, parse_budget
 
-    values: dict[str, Any] = {"grammar": "morgan2024", "task": "digits", "preset": "quick", **SMALL}
+    fitness = args.fitness
+    if fitness is None:
+        # a paper preset asks for the paper's protocol; the fake task has no fitness
+        fitness = "paper" if args.preset or args.init_preset or args.task == "fake" else "suite"
+    values: dict[str, Any] = {"grammar": "morgan2024", "fitness": fitness}
+    if fitness == "suite":
+        values.update(task="", seed_from=DEFAULT_SEEDS, **SUITE_SMALL)
+        for flag in ("preset", "init_preset"):
+            if getattr(args, flag) is not None:
+                raise NosError(f"--{flag.replace('_', '-')} belongs to --fitness paper")
+    else:
+        values.update(task="digits", preset="quick", **SMALL)
+        for flag in ("suite", "lr_scheme", "hurdle"):
+            if getattr(args, flag) is not None:
+                raise NosError(f"--{flag.replace('_', '-')} belongs to --fitness suite")
     for flag in (
         "grammar",
         "task",
+        "suite",
+        "lr_scheme",
+        "hurdle",
         "preset",
         "init_preset",
         "strategy",
@@ -202,7 +268,7 @@ def _config(args: argparse.Namespace) -> Any:
     values["dedup"] = not args.no_dedup
     values["elitist"] = bool(args.elitist)
     values["reeval"] = not args.no_reeval
-    if args.seed_from:
+    if args.seed_from is not None:
         values["seed_from"] = tuple(s.strip() for s in args.seed_from.split(",") if s.strip())
     if args.fake is not None:
         try:
@@ -212,10 +278,20 @@ def _config(args: argparse.Namespace) -> Any:
         if not isinstance(fake, dict):
             raise NosError(f"--fake must be a JSON object, got {args.fake!r}")
         values["fake"] = fake
-    if values["task"] != "fake":
+    if fitness == "suite":
+        if values["task"]:
+            get_task(values["task"])
+        else:
+            from nos.training.registry import suite
+
+            suite(values.get("suite", "search"))  # a one-line error for an unknown suite
+    elif values["task"] != "fake":
         info = get_task(values["task"])
         if args.preset is None and not info.presets:
-            raise NosError(f"task {info.name} has no fitness preset (bench it: nos bench --tasks)")
+            raise NosError(
+                f"task {info.name} ({info.kind}) has no preset of the paper's protocol; "
+                "use --fitness suite"
+            )
         if args.preset is None:
             values["preset"] = info.presets["particle"].name
             if args.init_preset is None:
@@ -297,6 +373,7 @@ def _execution(args: argparse.Namespace, old: Any = None) -> Any:
         ),
         "data_dir": args.data_dir or old.data_dir,
         "device": _device(args.device) if args.device else old.device,
+        "tensorboard": old.tensorboard and not args.no_tensorboard,
         **step_fields(args, old),  # GPU
     }
     if executor == "ray":

@@ -15,9 +15,12 @@ from typing import Any
 
 from nos.errors import NosError
 
-__all__ = ["STRATEGIES", "SearchConfig", "parse_budget"]
+__all__ = ["FITNESSES", "STRATEGIES", "SearchConfig", "parse_budget"]
 
 STRATEGIES = ("paper",)
+#: ``fitness``: the suite fitness (:mod:`nos.search.fitness`) or the paper's protocol on one
+#: task with its presets. Runs created before the suite fitness existed are ``paper``.
+FITNESSES = ("suite", "paper")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,11 @@ class SearchConfig:
     """Parameters of one search. Defaults are the paper's where it has one (spec §4)."""
 
     grammar: str = "morgan2024"
-    task: str = "digits"
+    fitness: str = "paper"  # "suite" (the CLI's default) or "paper"
+    task: str = "digits"  # the paper fitness's task; the suite fitness's only task, or ""
+    suite: str = "search"  # the suite fitness's suite when ``task`` is ""
+    lr_scheme: str = "matched"  # the suite fitness's LR scheme (nos.search.fitness)
+    hurdle: float = 1.2  # the suite fitness's rung-0 hurdle (log loss ratio to the reference)
     preset: str = "quick"  # fitness preset of the particle phase (spec §5.4)
     init_preset: str = ""  # cheap fitness of the initial population (spec §5.3); "" = preset
     strategy: str = "paper"
@@ -51,6 +58,8 @@ class SearchConfig:
     fake: dict[str, Any] = field(default_factory=dict)  # options of the test-only fake task
 
     def __post_init__(self) -> None:
+        if self.fitness not in FITNESSES:
+            raise NosError(f"unknown fitness {self.fitness!r} (choose from {', '.join(FITNESSES)})")
         if self.strategy not in STRATEGIES:
             raise NosError(
                 f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})"
@@ -72,6 +81,13 @@ class SearchConfig:
             raise NosError("rescore_top and the budgets cannot be negative")
         if self.timeout_s < 0:
             raise NosError(f"timeout_s cannot be negative, got {self.timeout_s}")
+
+    @property
+    def target(self) -> str:
+        """What the search optimises: the task, or the suite of the suite fitness."""
+        if self.fitness == "suite" and not self.task:
+            return self.suite
+        return self.task
 
     @property
     def init_size(self) -> int:

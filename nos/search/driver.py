@@ -360,6 +360,8 @@ class _Scheduler:
             "finished": round(outcome.started + outcome.wall_s, 3),
             "elapsed_s": round(self.elapsed(), 3),
         }
+        if result.details is not None:
+            record["suite"] = result.details
         if result.status is Status.TIMEOUT:
             record["retryable"] = True
             self.timeouts += 1

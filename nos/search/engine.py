@@ -31,6 +31,8 @@ generators live in the workers and are seeded from each job's seeds.
 The cheap and the full fitness are stages ``init`` and ``full``; ``rescore`` re-evaluates
 the final top-k with more seeds. A failed evaluation scores :data:`FAILED` (spec §4.3:
 -1) for selection; in the initial population it scores 0, as in the reference (§4.2).
+The suite fitness's scores are log ratios that may be negative, so there a failed
+evaluation scores :data:`SUITE_FAILED` (below every score) in both phases.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from nos.symbolic.sample import sample_candidate
 
 __all__ = [
     "FAILED",
+    "SUITE_FAILED",
     "Batch",
     "Entry",
     "ParticleGA",
@@ -67,6 +70,8 @@ log = logging.getLogger(__name__)
 FAILED = -1.0
 #: Score of a failed evaluation in the initial population (spec §4.2).
 FAILED_INIT = 0.0
+#: Score of a failed evaluation under the suite fitness, whose scores are >= -1.
+SUITE_FAILED = -2.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class Result:
     reason: str = ""
     lr: float | None = None
     steps: int | None = None
+    details: dict[str, Any] | None = None  # the suite fitness's rungs and tasks
 
     @property
     def ok(self) -> bool:
@@ -137,6 +143,7 @@ class Result:
         )
         lr = raw.get("lr")
         steps = raw.get("steps")
+        details = raw.get("suite")
         return cls(
             status,
             fitness,
@@ -144,6 +151,7 @@ class Result:
             reason,
             float(lr) if isinstance(lr, int | float) else None,
             int(steps) if isinstance(steps, int | float) else None,
+            details if isinstance(details, dict) else None,
         )
 
 
@@ -199,6 +207,9 @@ class ParticleGA:
         self.particles: dict[int, _Particle] = {}
         self.init_rnd = random.Random(f"nos/{config.seed}/init")
         self.eval_seeds = tuple(config.seed + i for i in range(config.eval_seeds))
+        suite = config.fitness == "suite"
+        self.failed = SUITE_FAILED if suite else FAILED
+        self.failed_init = SUITE_FAILED if suite else FAILED_INIT
 
     # candidates ------------------------------------------------------------------------
 
@@ -319,8 +330,9 @@ class ParticleGA:
                         break
         requests = [Request(f"init/{i}", "init", e, self.eval_seeds) for i, e in enumerate(entries)]
         results = yield Batch(requests, self._record_rejections("init", counts))
-        scored = sorted(range(len(entries)), key=lambda i: (-results[i].score(FAILED_INIT), i))
-        top = [(entries[i], results[i].score(FAILED_INIT)) for i in scored[: cfg.particles]]
+        fail = self.failed_init
+        scored = sorted(range(len(entries)), key=lambda i: (-results[i].score(fail), i))
+        top = [(entries[i], results[i].score(fail)) for i in scored[: cfg.particles]]
         record = {
             "type": "selection",
             "origin": "init/selection",
@@ -342,7 +354,7 @@ class ParticleGA:
         trajectory: list[dict[str, Any]] = []
         if cfg.reeval:
             [res] = yield Batch([Request(f"p{index}/reeval", "full", start, self.eval_seeds)])
-            particle.fitness = res.score()
+            particle.fitness = res.score(self.failed)
         for step in range(cfg.steps):
             particle.step = step
             move = yield from self._step(particle, step)
@@ -397,9 +409,9 @@ class ParticleGA:
         }
         if not done:
             return None
-        best = max(done, key=lambda j: (done[j][1].score(), -j))  # ties: the first slot
+        best = max(done, key=lambda j: (done[j][1].score(self.failed), -j))  # ties: first slot
         best_child, best_result = done[best]
-        best_score = best_result.score()
+        best_score = best_result.score(self.failed)
         moved = not (cfg.elitist and particle.fitness is not None and best_score < particle.fitness)
         before = particle.position
         if moved:

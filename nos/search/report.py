@@ -24,6 +24,7 @@ __all__ = [
     "progress_series",
     "ranked_entry",
     "run_stats",
+    "task_summary",
     "write_plots",
 ]
 
@@ -71,6 +72,7 @@ def hall_of_fame(records: Iterable[Record], k: int = 10) -> list[Record]:
         rep = min(group, key=lambda r: (int(r.get("size") or 0), str(r.get("key"))))
         fitness = statistics.fmean(float(r["fitness"]) for r in group)
         again = rescored.get(fp)
+        per_seed = again.get("fitness_per_seed") if again else None
         rows.append(
             {
                 "candidate": rep["candidate"],
@@ -83,7 +85,10 @@ def hall_of_fame(records: Iterable[Record], k: int = 10) -> list[Record]:
                 "evaluations": len(group),
                 "origin": rep.get("origin"),
                 "rescore": again.get("fitness") if again else None,
-                "rescore_per_seed": again.get("fitness_per_seed") if again else None,
+                "rescore_per_seed": per_seed,
+                "rescore_std": statistics.pstdev(per_seed) if per_seed else None,
+                "rescore_tasks": task_summary(again) if again else None,
+                "lr_multiple": (rep.get("suite") or {}).get("multiple"),
             }
         )
     rows.sort(
@@ -98,6 +103,26 @@ def hall_of_fame(records: Iterable[Record], k: int = 10) -> list[Record]:
     for rank, row in enumerate(rows[:k], 1):
         row["rank"] = rank
     return rows[:k]
+
+
+def task_summary(record: Record) -> dict[str, dict[str, float | int]] | None:
+    """Per task of a suite-fitness record: mean and std of the score over seeds, and the
+    seeds won and lost against the reference (score above or below 0)."""
+    tasks = (record.get("suite") or {}).get("tasks")
+    if not isinstance(tasks, dict):
+        return None
+    out: dict[str, dict[str, float | int]] = {}
+    for name, info in tasks.items():
+        scores = [float(x) for x in info.get("score") or ()]
+        if not scores:
+            continue
+        out[name] = {
+            "mean": statistics.fmean(scores),
+            "std": statistics.pstdev(scores),
+            "wins": sum(x > 0 for x in scores),
+            "losses": sum(x < 0 for x in scores),
+        }
+    return out
 
 
 def pareto_front(records: Iterable[Record]) -> list[Record]:
@@ -136,6 +161,7 @@ def run_stats(records: Sequence[Record], workers: int | None = None) -> dict[str
             duplicates += 1
         seen |= ids
     failed = status["diverged"] + status["failed_threshold"]
+    steps = _step_stats(evals)
     elapsed = max((float(r.get("elapsed_s") or 0.0) for r in evals), default=0.0)
     busy = sum(float(r.get("wall_s") or 0.0) for r in evals)
     out: dict[str, Any] = {
@@ -151,10 +177,57 @@ def run_stats(records: Sequence[Record], workers: int | None = None) -> dict[str
         "busy_s": busy,
         "per_hour": len(evals) / elapsed * 3600 if elapsed > 0 else None,
         "workers": sorted({str(r.get("worker")) for r in evals}),
+        **steps,
     }
     if workers and elapsed > 0:
         out["utilisation"] = busy / (elapsed * workers)
     return out
+
+
+_ENDS_FAILED = {"diverged", "failed_threshold", "error", "timeout"}
+
+
+def _step_stats(evals: list[Record]) -> dict[str, Any]:
+    """Training steps: in all, by status, on waste (evaluations that ended failed,
+    diverged or as a duplicate of an identity already trained in the same stage), per
+    rung of the suite fitness, and how many evaluations reached each rung."""
+    total = 0
+    wasted = 0
+    by_status: collections.Counter[str] = collections.Counter()
+    per_rung: list[int] = []
+    reached: collections.Counter[int] = collections.Counter()
+    stopped: collections.Counter[int] = collections.Counter()
+    seen: set[tuple[str, str]] = set()
+    for r in evals:
+        n = int(r.get("steps") or 0)
+        total += n
+        by_status[str(r.get("status"))] += n
+        ids = {
+            (str(r.get("stage")), "k" + str(r.get("key"))),
+            (str(r.get("stage")), "f" + str(r.get("fingerprint"))),
+        }
+        if ids & seen or r.get("status") in _ENDS_FAILED:
+            wasted += n
+        seen |= ids
+        details = r.get("suite")
+        if isinstance(details, dict):
+            for rung, k in enumerate(details.get("steps_per_rung") or ()):
+                per_rung += [0] * (rung + 1 - len(per_rung))
+                per_rung[rung] += int(k)
+            top = int(details.get("rung", 0))
+            for rung in range(top + 1):
+                reached[rung] += 1
+            if r.get("status") != Status.OK:
+                stopped[top] += 1
+    return {
+        "steps": total,
+        "steps_by_status": dict(by_status.most_common()),
+        "steps_wasted": wasted,
+        "steps_wasted_rate": wasted / total if total else 0.0,
+        "steps_per_rung": per_rung,
+        "rung_reached": {str(k): v for k, v in sorted(reached.items())},
+        "rung_failed": {str(k): v for k, v in sorted(stopped.items())},
+    }
 
 
 def progress_series(records: Iterable[Record]) -> dict[str, list[float]]:

@@ -13,9 +13,19 @@ from nos.search.store import DEFAULT_ROOT, load_run
 from nos.status import Status
 from nos.zoo.resolve import ZOO_PREFIX, parse, resolve
 
-__all__ = ["resolve_seeds"]
+__all__ = ["NEAREST", "resolve_seeds"]
 
 log = logging.getLogger(__name__)
+
+#: Zoo entries that a shipped grammar cannot spell, by grammar: the nearest update it can
+#: (with that grammar's moment rates: morgan2024's s-hat averages g^2 with beta 0.99, not
+#: Adam's 0.999, and its division adds 1e-7 to the denominator instead of Adam's epsilon).
+NEAREST: dict[str, dict[str, str]] = {
+    "morgan2024": {
+        "adam": "none ~ div(v_hat, sqrt_abs(s_hat))",
+        "rmsprop": "none ~ div(g, sqrt_abs(s_hat))",
+    },
+}
 
 
 def _log_texts(path: Path) -> list[str]:
@@ -78,6 +88,13 @@ def resolve_seeds(
                 out.append(parse(text, grammar))
             except CandidateError as exc:
                 if source.startswith(ZOO_PREFIX):
-                    raise NosError(f"{source} is not in grammar {grammar.name}: {exc}") from None
+                    near = NEAREST.get(grammar.name, {}).get(source.removeprefix(ZOO_PREFIX))
+                    if near is None:
+                        raise NosError(
+                            f"{source} is not in grammar {grammar.name}: {exc}"
+                        ) from None
+                    log.info("%s is not in grammar %s; seeding %s", source, grammar.name, near)
+                    out.append(parse(near, grammar))
+                    continue
                 log.warning("seed %r from %s skipped: %s", text, source, exc)
     return out

@@ -7,10 +7,17 @@ This is the layer the ``nos search`` command calls (and a Python user may call):
 * :func:`execute` builds the executor and the job factory, resolves ``seed_from`` and runs
   :func:`nos.search.driver.run_search` until the end or a budget, then writes ``done``.
 
-Tasks: every registered task (:mod:`nos.training.registry`) is evaluated by
-:func:`nos.training.protocol.evaluate` in the workers (``nos.search.worker:evaluate_job``).
-The task ``fake`` (:mod:`nos.search.fake`, for tests and benchmarks of the machinery)
-scores by a hash and trains nothing.
+Fitness: with ``fitness = "suite"`` (:mod:`nos.search.fitness`) the workers run
+``nos.search.worker:suite_job``; before the search the reference (LR-tuned Adam on every
+task of the suite) is computed on the same workers and kept in ``reference.json``, which a
+resumed run reads back instead of training it again. With ``fitness = "paper"`` every
+registered task (:mod:`nos.training.registry`) is evaluated by
+:func:`nos.training.protocol.evaluate` (``nos.search.worker:evaluate_job``). The task
+``fake`` (:mod:`nos.search.fake`, for tests and benchmarks of the machinery) scores by a
+hash and trains nothing.
+
+Unless ``Execution.tensorboard`` is off, the run directory gets TensorBoard event files
+(:mod:`nos.search.live`).
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ import datetime as _dt
 import functools
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,25 +38,31 @@ from typing import Any
 
 from nos.errors import NosError
 from nos.search.config import SearchConfig
+from nos.search.fitness import FitnessSpec, Reference, fitness_for
 from nos.search.seeds import resolve_seeds
-from nos.search.store import DEFAULT_ROOT, RunStore
+from nos.search.store import DEFAULT_ROOT, RunStore, load_run
+from nos.search.suite_jobs import candidate_payload, compute_reference, executor_batches
 from nos.symbolic.grammar import load_grammar
 from nos.training.spec import EvalSpec
 
 __all__ = [
     "FAKE_TASK",
+    "REFERENCE_FILE",
     "Execution",
     "changes_since_creation",
     "create_run",
     "default_name",
     "execute",
+    "fitness_spec",
     "open_run",
+    "read_reference",
     "source_digest",
 ]
 
 log = logging.getLogger(__name__)
 
 FAKE_TASK = "fake"
+REFERENCE_FILE = "reference.json"
 _PACKAGES = ("nos", "torch", "numpy", "sympy", "deap", "multiprocess", "ray")
 
 
@@ -59,6 +74,7 @@ class Execution:
     workers: int = 0  # 0: the number of cores
     device: str = "cpu"
     data_dir: str = ""
+    tensorboard: bool = True  # event files for a live view in the run directory
     address: str = ""  # ray: "" (a local instance), "auto" or HOST:PORT
     cpus_per_eval: float = 1.0  # ray: resources each evaluation declares
     gpus_per_eval: float = 0.0
@@ -149,7 +165,7 @@ def changes_since_creation(config: dict[str, Any], grammar_digest: str) -> list[
 
 def default_name(config: SearchConfig) -> str:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}_{Path(config.grammar).stem}_{config.task}_s{config.seed}"
+    return f"{stamp}_{Path(config.grammar).stem}_{config.target}_s{config.seed}"
 
 
 def create_run(
@@ -200,8 +216,68 @@ def open_run(
 # ------------------------------------------------------------------------------ execute
 
 
+def fitness_spec(config: SearchConfig) -> FitnessSpec:
+    """The suite fitness of a run: its suite, or its one task."""
+    tasks = (config.task,) if config.task else ()
+    return fitness_for(config.suite, tasks, lr_scheme=config.lr_scheme, hurdle=config.hurdle)
+
+
+def _eval_seeds(config: SearchConfig) -> tuple[list[int], list[int]]:
+    """The search's seeds and the re-scoring's (as the engine derives them)."""
+    search = [config.seed + i for i in range(config.eval_seeds)]
+    rescore = [config.seed + 1000 + i for i in range(config.rescore_seeds)] * bool(
+        config.rescore_top
+    )
+    return search, rescore
+
+
+def read_reference(run_dir: str | Path) -> Reference | None:
+    """The reference of a run directory, or ``None`` if it has none."""
+    path = Path(run_dir) / REFERENCE_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Reference.from_dict(data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NosError(f"{path}: unreadable reference ({exc})") from None
+
+
+def ensure_reference(
+    store: RunStore, config: SearchConfig, execution: Execution, run_batch: Any
+) -> Reference:
+    """The run's reference: read from ``reference.json``, or computed and written there.
+
+    A stored reference whose fitness or seeds differ from the run's is an error (the run
+    directory was edited); it is never silently recomputed.
+    """
+    spec = fitness_spec(config)
+    search, rescore = _eval_seeds(config)
+    seeds = sorted(set(search) | set(rescore))
+    ref = read_reference(store.path)
+    if ref is not None:
+        missing = [s for s in seeds for info in ref.tasks.values() if str(s) not in info["loss"]]
+        if ref.fitness != spec.to_dict() or missing or str(search[0]) not in ref.rung0:
+            raise NosError(
+                f"{store.path / REFERENCE_FILE} does not belong to this run's fitness; "
+                "move it away to compute it again"
+            )
+        log.info("reference read from %s", store.path / REFERENCE_FILE)
+        return ref
+    started = time.monotonic()
+    ref = compute_reference(spec, seeds, search[:1], run_batch, asdict(execution))
+    data = {**ref.to_dict(), "wall_s": round(time.monotonic() - started, 3)}
+    tmp = store.path / f".{REFERENCE_FILE}.tmp"
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, store.path / REFERENCE_FILE)
+    return ref
+
+
 def _job_setup(
-    config: SearchConfig, execution: Execution, grammar_path: str
+    config: SearchConfig,
+    execution: Execution,
+    grammar_path: str,
+    reference: Reference | None = None,
 ) -> tuple[str, Callable[[Any], dict[str, Any]]]:
     """The worker function and the job factory of the run's task."""
     if config.task == FAKE_TASK:
@@ -210,6 +286,30 @@ def _job_setup(
         return "nos.search.fake:evaluate", functools.partial(job_payload, options=config.fake)
     pinning = execution.pinning()  # GPU: a pinned worker sees its GPU as "cuda"
     device = execution.device if pinning is None else pinning.device
+
+    if config.fitness == "suite":
+        spec = fitness_spec(config)
+        search, _ = _eval_seeds(config)
+        plain = asdict(execution)
+
+        def suite_job(request: Any) -> dict[str, Any]:
+            if reference is None:
+                raise RuntimeError("the suite fitness needs its reference first")
+            entry = request.entry
+            return candidate_payload(
+                candidate=entry.candidate.text,
+                grammar=grammar_path,
+                flip=entry.check.flip,
+                seeds=request.seeds,
+                rung0_seed=search[0],
+                spec=spec,
+                reference=reference,
+                full=request.stage != "init",
+                execution=plain,
+                timeout_s=config.soft_timeout_s,
+            )
+
+        return "nos.search.worker:suite_job", suite_job
 
     def real_job(request: Any) -> dict[str, Any]:
         entry = request.entry
@@ -236,6 +336,29 @@ def _job_setup(
     return "nos.search.worker:evaluate_job", real_job
 
 
+class _Observed:
+    """The run store, with every appended record also shown to the live view."""
+
+    def __init__(self, store: RunStore, view: Any):
+        self.store, self.view = store, view
+
+    def recorded(self, cache_id: str) -> dict[str, Any] | None:
+        return self.store.recorded(cache_id)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.store.append(record)
+        self.view.observe(record)
+
+    def append_once(self, record: dict[str, Any]) -> None:
+        self.store.append_once(record)
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        self.store.checkpoint(state)
+
+    def elapsed_before(self) -> float:
+        return self.store.elapsed_before()
+
+
 def execute(
     store: RunStore,
     config: SearchConfig,
@@ -251,7 +374,8 @@ def execute(
     grammar_path = str((store.path / "grammar.toml").resolve())
     grammar = load_grammar(grammar_path)
     seeds = resolve_seeds(config.seed_from, grammar, store.path.parent)
-    function, job_factory = _job_setup(config, execution, grammar_path)
+    suite = config.fitness == "suite" and config.task != FAKE_TASK
+    function, _ = _job_setup(config, execution, grammar_path)
     pinning = execution.pinning()  # GPU: CUDA_VISIBLE_DEVICES per worker
     pinned = {} if pinning is None else {"worker_env": pinning.envs}
     try:
@@ -265,13 +389,24 @@ def execute(
         )
     except ValueError as exc:
         raise NosError(str(exc)) from None
+    view = None
     try:
+        reference = None
+        if suite:
+            reference = ensure_reference(store, config, execution, executor_batches(executor))
+        _, job_factory = _job_setup(config, execution, grammar_path, reference)
+        recorder: Any = store
+        if execution.tensorboard:
+            from nos.search.live import LiveView
+
+            view = LiveView(store.path, load_run(store.path).records)
+            recorder = _Observed(store, view)
         outcome = run_search(
             config,
             grammar,
             job_factory=job_factory,
             executor=executor,
-            store=store,
+            store=recorder,
             seeds=seeds,
             progress=progress,
             checkpoint_every_s=checkpoint_every_s,
@@ -279,6 +414,8 @@ def execute(
         )
     finally:
         executor.close()
+        if view is not None:
+            view.close()
     store.finish(
         {
             "status": outcome.status,

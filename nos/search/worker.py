@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["evaluate_job"]
+__all__ = ["evaluate_job", "suite_job"]
 
 
 def evaluate_job(payload: dict[str, Any]) -> dict[str, Any]:
@@ -17,3 +17,10 @@ def evaluate_job(payload: dict[str, Any]) -> dict[str, Any]:
     from nos.training.spec import EvalSpec
 
     return evaluate(EvalSpec.from_dict(payload)).to_dict()
+
+
+def suite_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """A job of the suite fitness (:func:`nos.search.suite_eval.run_job`)."""
+    from nos.search.suite_eval import run_job
+
+    return run_job(payload)

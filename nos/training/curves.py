@@ -98,12 +98,15 @@ def train_curve(
     *,
     test: bool = False,
     deadline: float | None = None,
+    stop_above: float | None = None,
 ) -> Curve:
     """Train ``task``'s network from ``seed`` with ``factory`` at ``lr`` for ``budget``.
 
-    ``deadline`` (a ``time.monotonic()`` value) raises :class:`Deadline` between steps. The
-    optimizer's own faults (non-finite values, exceptions inside ``step``) are the caller's
-    to catch; a non-finite loss ends the run as ``diverged``.
+    ``deadline`` (a ``time.monotonic()`` value) raises :class:`Deadline` between steps.
+    ``stop_above`` ends the run as ``diverged`` once a training loss exceeds that multiple
+    of the first one (cheap trials of an LR sweep need not run on). The optimizer's own
+    faults (non-finite values, exceptions inside ``step``) are the caller's to catch; a
+    non-finite loss ends the run as ``diverged``.
     """
     started = time.monotonic()
     curve = Curve(lr=float(lr), seed=seed)
@@ -120,6 +123,7 @@ def train_curve(
             size, min(batch, size), shuffle=batch < size, generator=generator, device=task.device
         )
         augment = task.augmenter(seed)
+        first_loss = math.inf
         for step in range(1, budget.steps + 1):
             index = order.next()
             x, y = task.train_batch(index, augment)
@@ -133,6 +137,13 @@ def train_curve(
             if check and not math.isfinite(float(loss.detach())):
                 curve.diverged, curve.detail = True, f"non-finite loss at step {step}"
                 break
+            if stop_above is not None:
+                value = float(loss.detach())
+                first_loss = value if step == 1 else first_loss
+                if value > stop_above * first_loss:
+                    curve.diverged = True
+                    curve.detail = f"loss {value:.3g} above {stop_above:g}x the first at {step}"
+                    break
             if step % budget.eval_every == 0 or step == budget.steps:
                 eval_mode(opt)
                 val_loss, val_metric = task.evaluate(model, "validation")
