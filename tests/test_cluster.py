@@ -127,9 +127,9 @@ def slurm(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
+    # one write per call: background steps append at the same time
     record = (
-        f'printf "%q " "$(basename "$0")" "$@" >> {shlex.quote(str(log))}; echo >> '
-        f"{shlex.quote(str(log))}\n"
+        f'line=$(printf "%q " "$(basename "$0")" "$@"); echo "$line" >> {shlex.quote(str(log))}\n'
     )
     _stub(bin_dir, "scontrol", record + 'printf "node1\\nnode2\\nnode3\\n"\n')
     _stub(

@@ -278,10 +278,15 @@ def _config(args: argparse.Namespace) -> Any:
         if not isinstance(fake, dict):
             raise NosError(f"--fake must be a JSON object, got {args.fake!r}")
         values["fake"] = fake
+    if values["task"] not in ("", "fake"):
+        info = get_task(values["task"])
+        if not info.presets and not {"search", "holdout"} & set(info.suites):
+            raise NosError(
+                f"task {info.name} has no fitness preset: it is one of nos bench's unseen "
+                "tasks, kept out of every search"
+            )
     if fitness == "suite":
-        if values["task"]:
-            get_task(values["task"])
-        else:
+        if not values["task"]:
             from nos.training.registry import suite
 
             suite(values.get("suite", "search"))  # a one-line error for an unknown suite
