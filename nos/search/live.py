@@ -6,52 +6,20 @@ best and median score so far (``score/best``, ``score/median``), evaluations per
 spent on evaluations that ended failed, diverged or as a duplicate, over all steps) and how
 many evaluations reached each rung of the suite fitness (``rungs/reached_0``, ...).
 
-The event file is written here, without TensorFlow or torch: a TFRecord stream (a length,
-its masked CRC-32C, the serialised ``Event`` protobuf and its masked CRC-32C) of events
-built with the protobuf classes that ship with the ``tensorboard`` package. A resumed run
-appends a new event file; :class:`LiveView` starts from the run's records, so its curves
-continue where they stopped.
+The events go through the ``tensorboard`` package's own event-file writer, which needs
+neither TensorFlow nor torch. A resumed run appends a new event file; :class:`LiveView`
+starts from the run's records, so its curves continue where they stopped.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import statistics
-import struct
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-__all__ = ["EventWriter", "LiveView", "masked_crc32c"]
-
-_CRC_TABLE: list[int] = []
-
-
-def _crc_table() -> list[int]:
-    if not _CRC_TABLE:
-        poly = 0x82F63B78  # CRC-32C (Castagnoli), reflected
-        for byte in range(256):
-            crc = byte
-            for _ in range(8):
-                crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
-            _CRC_TABLE.append(crc)
-    return _CRC_TABLE
-
-
-def crc32c(data: bytes) -> int:
-    table = _crc_table()
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    """The TFRecord format's masked CRC: rotate right by 15 and add a constant."""
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+__all__ = ["EventWriter", "LiveView"]
 
 
 class EventWriter:
@@ -59,43 +27,29 @@ class EventWriter:
 
     def __init__(self, folder: str | os.PathLike[str]):
         from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._event, self._summary = event_pb2.Event, summary_pb2.Summary
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
-        self.path = path / name
-        self._file = open(self.path, "ab")  # noqa: SIM115 - closed by close()
-        self._write(self._event(wall_time=time.time(), file_version="brain.Event:2"))
-
-    def _write(self, event: Any) -> None:
-        data = event.SerializeToString()
-        header = struct.pack("<Q", len(data))
-        self._file.write(
-            header
-            + struct.pack("<I", masked_crc32c(header))
-            + data
-            + struct.pack("<I", masked_crc32c(data))
-        )
+        # a resumed run appends a new file: the writer names each by time, host and pid
+        self._writer = EventFileWriter(os.fspath(folder), flush_secs=3600)
+        self._closed = False
 
     def scalars(self, step: int, values: dict[str, float], wall_time: float | None = None) -> None:
         summary = self._summary(
             value=[self._summary.Value(tag=k, simple_value=float(v)) for k, v in values.items()]
         )
-        self._write(
-            self._event(
-                wall_time=time.time() if wall_time is None else wall_time,
-                step=step,
-                summary=summary,
-            )
+        event = self._event(
+            wall_time=time.time() if wall_time is None else wall_time, step=step, summary=summary
         )
+        self._writer.add_event(event)
 
     def flush(self) -> None:
-        self._file.flush()
+        self._writer.flush()
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        if not self._closed:
+            self._writer.close()
+            self._closed = True
 
 
 _FAILED = {"failed_threshold", "diverged", "error", "timeout"}
