@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +40,38 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class ShuffledExecutor:
+    """Answers jobs in this process a few at a time, in a random order: any arrival order
+    (and so any number of workers) is possible. Jobs run through the fake task's evaluate."""
+
+    def __init__(self, seed: int, workers: int):
+        self.rnd = random.Random(seed)
+        self.workers = workers
+        self.jobs: list[tuple[str, dict]] = []
+
+    def submit(self, job_id, payload, timeout_s=None):
+        self.jobs.append((job_id, payload))
+
+    @property
+    def pending(self):
+        return len(self.jobs)
+
+    def wait(self, timeout=None):
+        from nos.executors import Outcome
+        from nos.search.fake import evaluate
+
+        self.rnd.shuffle(self.jobs)
+        take = self.rnd.randint(1, self.workers)
+        done, self.jobs = self.jobs[:take], self.jobs[take:]
+        return [Outcome(j, evaluate(p), f"fake{i}", 0.0, 0.0) for i, (j, p) in enumerate(done)]
+
+    def close(self):
+        self.jobs.clear()
+
+
+@pytest.fixture
+def shuffled() -> type[ShuffledExecutor]:
+    """The class of :class:`ShuffledExecutor`: ``shuffled(seed, workers)``."""
+    return ShuffledExecutor

@@ -13,14 +13,13 @@ from __future__ import annotations
 import collections
 import functools
 import json
-import random
 
 import pytest
 
 pytest.importorskip("torch")
 
 from nos.cli import main
-from nos.executors import Outcome, SerialExecutor
+from nos.executors import SerialExecutor
 from nos.search.config import SearchConfig
 from nos.search.driver import MemoryStore, run_search
 from nos.search.fake import evaluate, job_payload
@@ -40,29 +39,6 @@ SHAPE = {
     "seed": 6,
     "fake": TRAIN,
 }
-
-
-class Shuffled:
-    """Runs jobs in this process but hands results back a few at a time in random order."""
-
-    def __init__(self, seed: int, workers: int):
-        self.rnd, self.workers, self.jobs = random.Random(seed), workers, []
-
-    def submit(self, job_id, payload, timeout_s=None):
-        self.jobs.append((job_id, payload))
-
-    @property
-    def pending(self):
-        return len(self.jobs)
-
-    def wait(self, timeout=None):
-        self.rnd.shuffle(self.jobs)
-        take = self.rnd.randint(1, self.workers)
-        done, self.jobs = self.jobs[:take], self.jobs[take:]
-        return [Outcome(j, evaluate(p), "shuffled", 0.0, 0.0) for j, p in done]
-
-    def close(self):
-        self.jobs.clear()
 
 
 def _search(executor, **overrides):
@@ -119,10 +95,10 @@ def _fitness(text: str) -> float:
     return float(result["fitness"])
 
 
-def test_same_decisions_whatever_the_arrival_order_with_real_training():
+def test_same_decisions_whatever_the_arrival_order_with_real_training(shuffled):
     reference = _search(SerialExecutor(FAKE))
     for seed, workers in ((1, 2), (2, 4), (3, 9)):
-        store = _search(Shuffled(seed, workers))
+        store = _search(shuffled(seed, workers))
         assert _decisions(store.records) == _decisions(reference.records)
         assert hall_of_fame(store.records) == hall_of_fame(reference.records)
 

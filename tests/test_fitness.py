@@ -5,15 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-import random
 
 import pytest
 
 from nos.errors import NosError
-from nos.executors import Outcome, SerialExecutor
+from nos.executors import SerialExecutor
 from nos.search.config import SearchConfig
 from nos.search.driver import MemoryStore, run_search
-from nos.search.fake import evaluate as fake_evaluate
 from nos.search.fake import job_payload
 from nos.search.fitness import FitnessSpec, TaskBudget, aggregate, fitness_for, log_ratio
 from nos.search.report import hall_of_fame
@@ -184,28 +182,7 @@ def test_classic_baselines_clear_the_default_first_hurdle_on_every_seed():
 # ------------------------------------------------------------------------ the engine
 
 
-class Shuffled:
-    def __init__(self, seed: int, workers: int):
-        self.rnd, self.workers, self.jobs = random.Random(seed), workers, []
-
-    def submit(self, job_id, payload, timeout_s=None):
-        self.jobs.append((job_id, payload))
-
-    @property
-    def pending(self):
-        return len(self.jobs)
-
-    def wait(self, timeout=None):
-        self.rnd.shuffle(self.jobs)
-        take = self.rnd.randint(1, self.workers)
-        done, self.jobs = self.jobs[:take], self.jobs[take:]
-        return [Outcome(j, fake_evaluate(p), "w", 0.0, 0.0) for j, p in done]
-
-    def close(self):
-        self.jobs.clear()
-
-
-def test_suite_scores_keep_the_search_deterministic_and_fail_below_every_score():
+def test_suite_scores_keep_the_search_deterministic_and_fail_below_every_score(shuffled):
     config = SearchConfig(
         grammar="tiny",
         fitness="suite",
@@ -234,7 +211,7 @@ def test_suite_scores_keep_the_search_deterministic_and_fail_below_every_score()
 
     base = run(SerialExecutor("nos.search.fake:evaluate"))
     for seed, workers in ((1, 3),):
-        other = run(Shuffled(seed, workers))
+        other = run(shuffled(seed, workers))
         assert hall_of_fame(other.records) == hall_of_fame(base.records)
         assert moves(other) == moves(base)
     selection = next(r for r in base.records if r["type"] == "selection")

@@ -4,46 +4,20 @@ from __future__ import annotations
 
 import collections
 import functools
-import random
 
 import pytest
 
 from nos.errors import NosError
-from nos.executors import LocalExecutor, Outcome, SerialExecutor
+from nos.executors import LocalExecutor, SerialExecutor
 from nos.search.config import SearchConfig, parse_budget
 from nos.search.driver import MemoryStore, run_search
 from nos.search.engine import Result
-from nos.search.fake import evaluate, job_payload
+from nos.search.fake import job_payload
 from nos.search.report import hall_of_fame, run_stats
 from nos.symbolic.grammar import load_grammar
 from nos.zoo.resolve import parse
 
 FAKE = "nos.search.fake:evaluate"
-
-
-class ShuffledExecutor:
-    """Answers jobs a few at a time, in a random order: any arrival order is possible."""
-
-    def __init__(self, seed: int, workers: int):
-        self.rnd = random.Random(seed)
-        self.workers = workers
-        self.jobs: list[tuple[str, dict]] = []
-
-    def submit(self, job_id, payload, timeout_s=None):
-        self.jobs.append((job_id, payload))
-
-    @property
-    def pending(self):
-        return len(self.jobs)
-
-    def wait(self, timeout=None):
-        self.rnd.shuffle(self.jobs)
-        take = self.rnd.randint(1, self.workers)
-        done, self.jobs = self.jobs[:take], self.jobs[take:]
-        return [Outcome(j, evaluate(p), f"fake{i}", 0.0, 0.0) for i, (j, p) in enumerate(done)]
-
-    def close(self):
-        self.jobs.clear()
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +64,12 @@ def decisions(store):
 
 
 @pytest.mark.parametrize("dedup", [True, False], ids=["dedup", "no-dedup"])
-def test_same_decisions_whatever_the_workers_and_the_arrival_order(tiny, dedup):
+def test_same_decisions_whatever_the_workers_and_the_arrival_order(tiny, dedup, shuffled):
     base_outcome, base = search(tiny, SerialExecutor(FAKE), dedup=dedup)
     assert base_outcome.status == "finished"
     reference = decisions(base)
     for seed, workers in ((1, 2), (2, 5), (3, 16)):
-        outcome, store = search(tiny, ShuffledExecutor(seed, workers), dedup=dedup)
+        outcome, store = search(tiny, shuffled(seed, workers), dedup=dedup)
         assert decisions(store) == reference
         assert hall_of_fame(store.records) == hall_of_fame(base.records)
         assert outcome.rejections == base_outcome.rejections

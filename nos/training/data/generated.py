@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nos.training.data.base import Dataset, Split
+from nos.training.data.base import Dataset
+from nos.training.data.synthetic import split_arrays
 
 __all__ = [
     "load_checkerboard",
@@ -40,28 +41,6 @@ __all__ = [
     "load_spirals",
     "load_teacher",
 ]
-
-
-def _split(
-    name: str,
-    x: np.ndarray,
-    y: np.ndarray,
-    sizes: tuple[int, int, int],
-    num_classes: int,
-    include_test: bool,
-) -> Dataset:
-    """Cut generated arrays (already in random order) into train / validation / test."""
-    n_train, n_val, n_test = sizes
-    if len(y) != n_train + n_val + n_test:
-        raise ValueError(f"{name}: {len(y)} samples for splits {sizes}")
-    a, b = n_train, n_train + n_val
-    return Dataset(
-        name=name,
-        train=Split(x[:a], y[:a]),
-        validation=Split(x[a:b], y[a:b]),
-        num_classes=num_classes,
-        test=Split(x[b:], y[b:]) if include_test else None,
-    )
 
 
 def _sizes(train: int, validation: int, test: int) -> tuple[int, int, int]:
@@ -97,7 +76,9 @@ def load_recall(
     y = sum(padded[:, pad - lag : pad - lag + length] for lag in lags) % vocab
     flip = rng.random((n, length)) < noise
     y = np.where(flip, rng.integers(0, vocab, size=(n, length)), y)
-    return _split("recall", x.astype(np.int64), y.astype(np.int64), sizes, vocab, include_test)
+    return split_arrays(
+        "recall", x.astype(np.int64), y.astype(np.int64), sizes, vocab, include_test
+    )
 
 
 def load_teacher(
@@ -123,7 +104,7 @@ def load_teacher(
     clean = np.tanh(x @ w1) @ w2
     clean = (clean - clean.mean(0)) / clean.std(0)
     y = clean + noise * rng.standard_normal((n, outputs))
-    return _split(
+    return split_arrays(
         "teacher", x.astype(np.float32), y.astype(np.float32), sizes, outputs, include_test
     )
 
@@ -150,7 +131,7 @@ def load_spirals(
     gap = 1.0 / (arms * turns)
     points = np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
     points += noise * gap * rng.standard_normal((n, 2))
-    return _split(
+    return split_arrays(
         "spirals",
         (2.0 * points).astype(np.float32),
         label.astype(np.int64),
@@ -188,7 +169,7 @@ def load_gratings(
     proj = xx[None] * np.cos(theta)[:, None, None] + yy[None] * np.sin(theta)[:, None, None]
     img = np.sin(freq[:, None, None] * proj + phase[:, None, None])
     img = img + noise * rng.standard_normal(img.shape)
-    return _split(
+    return split_arrays(
         "gratings",
         img[..., None].astype(np.float32),
         label.astype(np.int64),
@@ -221,7 +202,7 @@ def load_forecast(
     phase = rng.uniform(0, 2 * np.pi, size=(n, 3, 1))
     clean = (amp * np.sin(freq * t[None, None] + phase)).sum(1)
     observed = clean[:, :window] + noise * rng.standard_normal((n, window))
-    return _split(
+    return split_arrays(
         "forecast",
         observed[..., None].astype(np.float32),
         clean[:, window:].astype(np.float32),
@@ -250,7 +231,7 @@ def load_checkerboard(
     cell = np.floor((points + 1) / 2 * cells).clip(0, cells - 1).astype(np.int64)
     label = (cell[:, 0] + cell[:, 1]) % 2
     label = np.where(rng.random(n) < flip, 1 - label, label)
-    return _split(
+    return split_arrays(
         "checkerboard", points.astype(np.float32), label.astype(np.int64), sizes, 2, include_test
     )
 
@@ -278,6 +259,6 @@ def load_quadratic(
     w = q @ (rng.standard_normal(dim) / scale)
     clean = x @ w
     y = clean / clean.std() + noise * rng.standard_normal(n)
-    return _split(
+    return split_arrays(
         "quadratic", x.astype(np.float32), y[:, None].astype(np.float32), sizes, 1, include_test
     )

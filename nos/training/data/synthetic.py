@@ -40,6 +40,7 @@ __all__ = [
     "load_markov_text",
     "load_shapes",
     "load_wide",
+    "split_arrays",
 ]
 
 
@@ -66,7 +67,7 @@ def _sklearn_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
-def _split(
+def split_arrays(
     name: str,
     x: np.ndarray,
     y: np.ndarray,
@@ -74,10 +75,13 @@ def _split(
     num_classes: int,
     include_test: bool,
 ) -> Dataset:
-    """Cut the first ``sum(sizes)`` samples into train, validation and test, in order."""
+    """Cut the first ``sum(sizes)`` samples (already in random order) into train,
+    validation and test, in order."""
     n_train, n_val, n_test = sizes
     if min(sizes) < 1:
         raise ValueError(f"every split needs at least one sample, got sizes {sizes}")
+    if len(y) < sum(sizes):
+        raise ValueError(f"{name}: {len(y)} samples for splits {sizes}")
     a, b = n_train, n_train + n_val
     return Dataset(
         name=name,
@@ -126,7 +130,7 @@ def load_logreg(
     )
     x = _standardize(x, n_train) * np.logspace(-1.0, 1.0, features)
     perm = rng.permutation(features)  # the scales are not sorted by informativeness
-    return _split(
+    return split_arrays(
         "logreg",
         x[:, perm].astype(np.float32),
         y.astype(np.int64),
@@ -164,7 +168,7 @@ def load_wide(
         class_sep=2.0,
         random_state=_sklearn_seed(rng),
     )
-    return _split(
+    return split_arrays(
         "wide",
         _standardize(x, n_train).astype(np.float32),
         y.astype(np.int64),
@@ -202,7 +206,7 @@ def load_lstsq(
     )
     x = x * np.sqrt(n)  # rows of unit scale; the conditioning is kept
     y = (y - y[:n_train].mean()) / y[:n_train].std()
-    return _split(
+    return split_arrays(
         "lstsq",
         x.astype(np.float32),
         y.astype(np.float32)[:, None],
@@ -229,7 +233,7 @@ def load_friedman(
     n = n_train + n_val + n_test
     x, y = make_friedman1(n_samples=n, n_features=10, noise=1.0, random_state=_sklearn_seed(rng))
     y = (y - y[:n_train].mean()) / y[:n_train].std()
-    return _split(
+    return split_arrays(
         "friedman",
         (2.0 * x - 1.0).astype(np.float32),
         y.astype(np.float32)[:, None],
@@ -295,7 +299,7 @@ def load_shapes(
         idx = np.flatnonzero(labels == kind)
         masks = _shape_masks(kind, cy[idx], cx[idx], r[idx], size)
         images[idx] += masks * bright[idx, None, None]
-    return _split(
+    return split_arrays(
         "shapes",
         images.astype(np.float32)[..., None],
         labels.astype(np.int64),
@@ -373,7 +377,7 @@ def load_markov_text(
     table = {c: i for i, c in enumerate(TEXT_ALPHABET)}
     tokens = np.fromiter((table[c] for c in text), dtype=np.int64, count=need)
     windows = tokens.reshape(n, length + 1)
-    return _split(
+    return split_arrays(
         "markov_text",
         windows[:, :-1].copy(),
         windows[:, 1:].copy(),
