@@ -203,3 +203,23 @@ def test_show_reports_the_reference_the_rescored_tasks_and_the_steps(tmp_path, c
     assert "rescore 0.0800 ± " in out and "a +0.067±" in out and "(2W/1L)" in out
     assert "training steps: 3,000 (rung 0 500, rung 1 2,500)" in out
     assert "wasted steps (failed, diverged or duplicate): 100 of 3,000 = 3.3%" in out
+
+
+def test_a_real_suite_search_decides_the_same_with_one_or_two_workers(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from nos.search.store import load_run
+
+    shape = ["--fitness", "suite", "--task", "teacher", "--grammar", "tiny", "--seed", "3"]
+    shape += ["--particles", "2", "--steps", "1", "--children", "3", "--init-factor", "2"]
+    shape += ["--rescore-top", "1", "--rescore-seeds", "1", "--seed-from", ""]
+    shape += ["--no-tensorboard", "--no-progress", "--root", str(tmp_path)]
+    runs = {}
+    for name, execution in (("one", ["--executor", "serial"]), ("two", ["--workers", "2"])):
+        assert main(["search", *shape, "--name", name, *execution]) == 0
+        records = load_run(tmp_path / name).records
+        moves = sorted((r["origin"], r["to"], r["fitness"]) for r in records if r["type"] == "move")
+        trained = [r for r in records if r["type"] == "eval"]
+        assert any(r["suite"]["rung"] == 1 for r in trained)  # real training past rung 0
+        runs[name] = (hall_of_fame(records), moves)
+    capsys.readouterr()
+    assert runs["one"] == runs["two"]

@@ -230,4 +230,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from nos.errors import NosError
+
+    try:
+        sys.exit(main())
+    except NosError as exc:  # bad input: one line, as the nos command prints it
+        sys.exit(f"transfer.py: error: {exc}")
