@@ -1,8 +1,9 @@
 """Step time of exported optimizer files against ``torch.optim.Adam(fused=True)``.
 
 Renders the standalone files of ``nos export`` for Adam as a candidate (``zoo:adam``), Opt10
-(``zoo:opt10``) and the default search's winner (exported with the sign its integrity check
-gives), imports them, and times ``step()`` on a model-like list of weight matrices and
+(``zoo:opt10``), the winner of the default search on digits (``winner``, exported with the
+sign its integrity check gives) and that of the default suite-fitness search
+(``suite-winner``, a Nesterov-momentum RMSProp), imports them, and times ``step()`` on a model-like list of weight matrices and
 biases (as ``tools/bench_step.py``), eager (the default multi-tensor path) and with
 ``compile=True``, at each size. One torch thread. The optimizers of a size run in
 interleaved rounds; each round times every optimizer over the same number of steps, and the
@@ -12,7 +13,7 @@ load from other processes hits all alike; a round runs each optimizer for at lea
 
     python tools/bench_export.py [--sizes 100000 5000000] [--modes eager compiled]
                                  [--rounds 7] [--steps 5] [--round-ms 50]
-                                 [--candidates adam opt10 winner]
+                                 [--candidates adam opt10 winner suite-winner]
 
 Goals: <= 1.5x fused Adam for Adam-shaped candidates, <= 2x for the winner, at 5M.
 """
@@ -38,6 +39,7 @@ CANDIDATES = {
     "adam": "zoo:adam",
     "opt10": "zoo:opt10",
     "winner": "none ~ add(v_hat, tanh(sub(sign_v_hat, aggmo_s)))",
+    "suite-winner": "nest ~ div(g, sqrt_abs(qhm_s))",
 }
 
 
