@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import math
@@ -68,11 +69,22 @@ def test_small_suite_has_five_tasks_of_three_kinds_none_of_the_searchs():
         model = info.model_class()(generator=torch.Generator().manual_seed(0), **info.model_options)
         structure, _ = plane_search_structure(model)
         assert structure in ("linear", "two_layer")
-    # generated data only; nothing reserved for independent evaluation
-    source = inspect.getsource(synthetic)
-    for reserved in ("load_breast_cancer", "load_wine", "load_diabetes", "pydoc_data"):
-        assert reserved not in source
+    # generated data only: scikit-learn's generators, never one of its stored data sets
+    assert _sklearn_datasets_used(synthetic) and all(
+        name.startswith("make_") for name in _sklearn_datasets_used(synthetic)
+    )
     assert {"cifar10", "flowers102", "cifar10-resnet"} <= set(suite("cifar"))
+
+
+def _sklearn_datasets_used(module) -> set[str]:
+    """The names a module imports from ``sklearn.datasets`` (read with ast)."""
+    tree = ast.parse(inspect.getsource(module))
+    return {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "sklearn.datasets"
+        for alias in node.names
+    }
 
 
 @pytest.mark.parametrize(
