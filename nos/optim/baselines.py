@@ -52,30 +52,19 @@ Factory = Callable[[Params, float, float, int], torch.optim.Optimizer]
 Closure = Callable[[], float] | Callable[[], Tensor]
 
 
-class Lion(torch.optim.Optimizer):
-    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
+class _PerTensor(torch.optim.Optimizer):
+    """The step of an elementwise optimizer written here: the closure under grad mode, then
+    :meth:`_update` for every parameter that has a gradient."""
 
-    Per step, with gradient g and momentum m (zero at the start)::
+    _label = ""  # in error messages
 
-        c = beta1 * m + (1 - beta1) * g
-        w = w - lr * (sign(c) + weight_decay * w)
-        m = beta2 * m + (1 - beta2) * g
-
-    The update is a sign, so every coordinate moves by exactly lr (plus decay): the paper
-    uses an lr 3-10x smaller and a decoupled weight decay 3-10x larger than AdamW's.
-    """
-
-    def __init__(
-        self,
-        params: Params,
-        lr: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.99),
-        weight_decay: float = 0.0,
-    ):
+    def _check(self, lr: float, weight_decay: float, betas: tuple[float, float]) -> None:
         _check_hyper(lr, weight_decay)
         if not all(0.0 <= b < 1.0 for b in betas):
-            raise NosError(f"Lion betas must lie in [0, 1), got {betas}")
-        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+            raise NosError(f"{self._label} betas must lie in [0, 1), got {betas}")
+
+    def _update(self, p: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     @overload
     def step(self, closure: None = None) -> None: ...
@@ -90,24 +79,51 @@ class Lion(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, wd = group["lr"], group["weight_decay"]
-            beta1, beta2 = group["betas"]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                m = state["exp_avg"]
-                direction = torch.lerp(p.grad, m, beta1).sign_()  # beta1*m + (1-beta1)*g
-                if wd != 0.0:
-                    p.mul_(1.0 - lr * wd)
-                p.add_(direction, alpha=-lr)
-                m.lerp_(p.grad, 1.0 - beta2)
+                if p.grad is not None:
+                    self._update(p, p.grad, self.state[p], group)
         return loss
 
 
-class CautiousAdamW(torch.optim.Optimizer):
+class Lion(_PerTensor):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms").
+
+    Per step, with gradient g and momentum m (zero at the start)::
+
+        c = beta1 * m + (1 - beta1) * g
+        w = w - lr * (sign(c) + weight_decay * w)
+        m = beta2 * m + (1 - beta2) * g
+
+    The update is a sign, so every coordinate moves by exactly lr (plus decay): the paper
+    uses an lr 3-10x smaller and a decoupled weight decay 3-10x larger than AdamW's.
+    """
+
+    _label = "Lion"
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+    ):
+        self._check(lr, weight_decay, betas)
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    def _update(self, p: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        lr, wd = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        m = state["exp_avg"]
+        direction = torch.lerp(g, m, beta1).sign_()  # beta1*m + (1-beta1)*g
+        if wd != 0.0:
+            p.mul_(1.0 - lr * wd)
+        p.add_(direction, alpha=-lr)
+        m.lerp_(g, 1.0 - beta2)
+
+
+class CautiousAdamW(_PerTensor):
     """AdamW with the cautious mask (Liang et al. 2024, "Cautious Optimizers").
 
     Per step and tensor, u is AdamW's bias-corrected update m_hat / (sqrt(v_hat) + eps).
@@ -122,6 +138,8 @@ class CautiousAdamW(torch.optim.Optimizer):
     The mean is taken over each parameter tensor. With every coordinate kept this is AdamW.
     """
 
+    _label = "cautious AdamW"
+
     def __init__(
         self,
         params: Params,
@@ -131,9 +149,7 @@ class CautiousAdamW(torch.optim.Optimizer):
         weight_decay: float = 0.01,
         mask_eps: float = 1e-8,
     ):
-        _check_hyper(lr, weight_decay)
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise NosError(f"cautious AdamW betas must lie in [0, 1), got {betas}")
+        self._check(lr, weight_decay, betas)
         defaults = {
             "lr": lr,
             "betas": betas,
@@ -143,43 +159,25 @@ class CautiousAdamW(torch.optim.Optimizer):
         }
         super().__init__(params, defaults)
 
-    @overload
-    def step(self, closure: None = None) -> None: ...
-    @overload
-    def step(self, closure: Callable[[], float]) -> float: ...
-    @overload
-    def step(self, closure: Callable[[], Tensor]) -> Tensor: ...
-    @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> float | Tensor | None:
-        loss: float | Tensor | None = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                state = self.state[p]
-                if "step" not in state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.lerp_(g, 1.0 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-                denom = (v / (1.0 - beta2**t)).sqrt_().add_(eps)
-                u = (m / (1.0 - beta1**t)).div_(denom)
-                mask = (u * g > 0).to(u.dtype)
-                u.mul_(mask).div_(mask.mean() + group["mask_eps"])
-                if wd != 0.0:
-                    p.mul_(1.0 - lr * wd)
-                p.add_(u, alpha=-lr)
-        return loss
+    def _update(self, p: Tensor, g: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(g, 1.0 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        denom = (v / (1.0 - beta2**t)).sqrt_().add_(eps)
+        u = (m / (1.0 - beta1**t)).div_(denom)
+        mask = (u * g > 0).to(u.dtype)
+        u.mul_(mask).div_(mask.mean() + group["mask_eps"])
+        if wd != 0.0:
+            p.mul_(1.0 - lr * wd)
+        p.add_(u, alpha=-lr)
 
 
 class MuonWithAdamW(torch.optim.Optimizer):
