@@ -3,13 +3,13 @@
 Renders the standalone files of ``nos export`` for Adam as a candidate (``zoo:adam``), Opt10
 (``zoo:opt10``), the winner of the default search on digits (``winner``, exported with the
 sign its integrity check gives) and that of the default suite-fitness search
-(``suite-winner``, a Nesterov-momentum RMSProp), imports them, and times ``step()`` on a model-like list of weight matrices and
-biases (as ``tools/bench_step.py``), eager (the default multi-tensor path) and with
-``compile=True``, at each size. One torch thread. The optimizers of a size run in
-interleaved rounds; each round times every optimizer over the same number of steps, and the
-ratio printed is the median over rounds of (candidate / fused Adam in the same round), so
-load from other processes hits all alike; a round runs each optimizer for at least
-``--steps`` steps and about ``--round-ms`` of fused Adam's time.
+(``suite-winner``, a Nesterov-momentum RMSProp), imports them, and times ``step()`` on a
+model-like list of weight matrices and biases (as ``tools/bench_step.py``), eager (the
+default multi-tensor path) and with ``compile=True``, at each size. One torch thread. The
+optimizers of a size run in interleaved rounds; each round times every optimizer over the
+same number of steps, and the ratio printed is the median over rounds of (candidate / fused
+Adam in the same round), so load from other processes hits all alike; a round runs each
+optimizer for at least ``--steps`` steps and about ``--round-ms`` of fused Adam's time.
 
     python tools/bench_export.py [--sizes 100000 5000000] [--modes eager compiled]
                                  [--rounds 7] [--steps 5] [--round-ms 50]
