@@ -223,3 +223,25 @@ def test_a_real_suite_search_decides_the_same_with_one_or_two_workers(tmp_path, 
         runs[name] = (hall_of_fame(records), moves)
     capsys.readouterr()
     assert runs["one"] == runs["two"]
+
+
+def test_gpu_pinned_suite_jobs_name_the_device_as_their_worker_sees_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from nos.search import session
+    from nos.search.fitness import Reference
+    from nos.training.device import Pinning
+
+    pinned = Pinning("cuda", ({"CUDA_VISIBLE_DEVICES": "1"},), 1)
+    monkeypatch.setattr(session.Execution, "pinning", lambda self: pinned)
+    execution = Execution(device="cuda:1")
+    assert session.worker_execution(execution)["device"] == "cuda"
+    config = SearchConfig(fitness="suite", task="teacher", grammar="tiny")
+    spec = session.fitness_spec(config).to_dict()
+    reference = Reference(spec, {"teacher": {"lr": 0.01, "loss": {"0": 1.0}}}, {"0": {}})
+    _, factory = session._job_setup(config, execution, "tiny", reference)
+    entry = SimpleNamespace(
+        candidate=SimpleNamespace(text="none ~ g"), check=SimpleNamespace(flip=False)
+    )
+    payload = factory(SimpleNamespace(entry=entry, seeds=(0,), stage="full"))
+    assert payload["device"] == "cuda"  # not cuda:1, which the pinned worker cannot see

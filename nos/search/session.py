@@ -57,6 +57,7 @@ __all__ = [
     "open_run",
     "read_reference",
     "source_digest",
+    "worker_execution",
 ]
 
 log = logging.getLogger(__name__)
@@ -243,6 +244,16 @@ def read_reference(run_dir: str | Path) -> Reference | None:
         raise NosError(f"{path}: unreadable reference ({exc})") from None
 
 
+def worker_execution(execution: Execution) -> dict[str, Any]:
+    """The execution settings as a worker sees them: a GPU-pinned worker (one GPU in its
+    ``CUDA_VISIBLE_DEVICES``) knows its GPU as ``cuda``, whatever index was asked for."""
+    pinning = execution.pinning()
+    plain = asdict(execution)
+    if pinning is not None:
+        plain["device"] = pinning.device
+    return plain
+
+
 def ensure_reference(
     store: RunStore, config: SearchConfig, execution: Execution, run_batch: Any
 ) -> Reference:
@@ -265,7 +276,7 @@ def ensure_reference(
         log.info("reference read from %s", store.path / REFERENCE_FILE)
         return ref
     started = time.monotonic()
-    ref = compute_reference(spec, seeds, search[:1], run_batch, asdict(execution))
+    ref = compute_reference(spec, seeds, search[:1], run_batch, worker_execution(execution))
     data = {**ref.to_dict(), "wall_s": round(time.monotonic() - started, 3)}
     tmp = store.path / f".{REFERENCE_FILE}.tmp"
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -284,13 +295,12 @@ def _job_setup(
         from nos.search.fake import job_payload
 
         return "nos.search.fake:evaluate", functools.partial(job_payload, options=config.fake)
-    pinning = execution.pinning()  # GPU: a pinned worker sees its GPU as "cuda"
-    device = execution.device if pinning is None else pinning.device
+    plain = worker_execution(execution)
+    device = plain["device"]
 
     if config.fitness == "suite":
         spec = fitness_spec(config)
         search, _ = _eval_seeds(config)
-        plain = asdict(execution)
 
         def suite_job(request: Any) -> dict[str, Any]:
             if reference is None:
