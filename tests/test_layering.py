@@ -21,6 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nos"
 LAYERS = [
     "errors",
     "status",
+    "jsonl",
     "symbolic",
     "reference",
     "zoo",
@@ -37,6 +38,7 @@ TORCH_FREE = [
     "nos",
     "nos.errors",
     "nos.status",
+    "nos.jsonl",
     "nos.cli",
     "nos.executors",
     "nos.training",

@@ -20,54 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from nos.errors import NosError
+from nos.jsonl import append_record, cut_tail, read_records
 
-__all__ = ["RUNS", "SESSIONS", "SETTINGS", "BenchStore", "read_jsonl"]
+__all__ = ["RUNS", "SESSIONS", "SETTINGS", "BenchStore"]
 
 SETTINGS = "settings.json"
 RUNS = "runs.jsonl"
 SESSIONS = "sessions.jsonl"
 LOCK = ".lock"
-
-
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int, str | None]:
-    """Records of a JSONL file, the byte length of its good part, and a warning when the
-    last line is truncated or corrupt (skipped). A bad line before the last raises."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0, None
-    except OSError as exc:
-        raise NosError(f"{path}: cannot read: {exc.strerror}") from None
-    records: list[dict[str, Any]] = []
-    pos = good = 0
-    number = 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        line = data[pos:] if end == -1 else data[pos:end]
-        number += 1
-        try:
-            if end == -1:
-                raise ValueError("no newline at the end")
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
-            if end == -1 or end == len(data) - 1:
-                return records, good, f"{path.name}:{number}: truncated last line skipped ({exc})"
-            raise NosError(f"{path}:{number}: corrupt record ({exc})"[:300]) from None
-        records.append(record)
-        pos = good = end + 1
-    return records, good, None
-
-
-def _fsync_append(path: Path, record: dict[str, Any]) -> None:
-    line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())  # one write per record: a kill cuts at most this line
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BenchStore:
@@ -139,10 +99,10 @@ class BenchStore:
         cls._prepare(path)
         store = cls(path, settings, [])
         store._lock()
-        records, good, warning = read_jsonl(path / RUNS)
+        records, good, warning = read_records(path / RUNS)
         if warning:
             store.warnings.append(warning)
-            _cut_tail(path / RUNS, good)
+            cut_tail(path / RUNS, good)
         store.records = {r["key"]: r for r in records if "key" in r}
         return store
 
@@ -151,20 +111,20 @@ class BenchStore:
     def append(self, record: dict[str, Any]) -> None:
         """Record one finished run (fsynced before returning)."""
         try:
-            _fsync_append(self.path / RUNS, record)
+            append_record(self.path / RUNS, record)
         except OSError as exc:
             raise NosError(f"cannot write {self.path / RUNS}: {exc.strerror or exc}") from None
         self.records[record["key"]] = record
 
     def add_session(self, started: float, wall_s: float, runs: int) -> None:
         with contextlib.suppress(OSError):
-            _fsync_append(
+            append_record(
                 self.path / SESSIONS,
                 {"started": round(started, 3), "wall_s": round(wall_s, 3), "runs": runs},
             )
 
     def sessions(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / SESSIONS)[0]
+        return read_records(self.path / SESSIONS)[0]
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -178,15 +138,3 @@ class BenchStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _cut_tail(path: Path, good: int) -> None:
-    """Move the bytes after the last good record to ``<file>.corrupt``."""
-    with open(path, "rb+") as fh:
-        fh.seek(good)
-        tail = fh.read()
-        with open(path.with_name(path.name + ".corrupt"), "ab") as out:
-            out.write(tail + b"\n")
-        fh.truncate(good)
-        fh.flush()
-        os.fsync(fh.fileno())

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from nos.errors import NosError
+from nos.jsonl import cut_tail, read_records, record_line
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -104,45 +105,11 @@ def to_toml(data: dict[str, Any], _prefix: str = "") -> str:
 
 
 def _read_jsonl(path: Path, warnings: list[str]) -> tuple[list[dict[str, Any]], int]:
-    """Records of a JSONL file and the byte length of its well-formed part.
-
-    A bad last line is reported in ``warnings`` and skipped; a bad line elsewhere raises.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], 0
-    except OSError as exc:
-        raise NosError(f"{path}: cannot read: {exc.strerror}") from None
-    records: list[dict[str, Any]] = []
-    good = 0
-    pos = 0
-    number = 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        last = end == -1 or end == len(data) - 1
-        line = data[pos:] if end == -1 else data[pos:end]
-        number += 1
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not an object")
-            if end == -1:
-                raise ValueError("no newline at the end")
-        except (ValueError, UnicodeDecodeError) as exc:
-            if not line.strip() and not last:
-                pos = end + 1
-                continue
-            if last:
-                warnings.append(
-                    f"{path.name}:{number}: truncated or corrupt last line skipped "
-                    f"({type(exc).__name__ if not str(exc) else exc})"[:200]
-                )
-                break
-            raise NosError(f"{path}:{number}: corrupt record ({exc})"[:300]) from None
-        records.append(record)
-        pos = end + 1
-        good = pos
+    """Records of a JSONL file and the byte length of its well-formed part; a skipped bad
+    last line is reported in ``warnings``."""
+    records, good, warning = read_records(path)
+    if warning:
+        warnings.append(warning)
     return records, good
 
 
@@ -354,9 +321,9 @@ class RunStore:
         config = _read_config(run_dir)
         warnings: list[str] = []
         records, good = _read_jsonl(run_dir / EVALS, warnings)
-        _cut_tail(run_dir / EVALS, good)
+        cut_tail(run_dir / EVALS, good)
         checkpoints, good_cp = _read_jsonl(run_dir / CHECKPOINTS, warnings)
-        _cut_tail(run_dir / CHECKPOINTS, good_cp)
+        cut_tail(run_dir / CHECKPOINTS, good_cp)
         return cls(run_dir, config, records, checkpoints, warnings)
 
     # the driver's Recorder interface ----------------------------------------------------
@@ -365,8 +332,7 @@ class RunStore:
         return self._evals.get(cache_id)
 
     def _write(self, fd: int, record: dict[str, Any]) -> None:
-        line = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
-        os.write(fd, line.encode())  # one write per record: a kill cuts at most this line
+        os.write(fd, record_line(record))  # one write per record: a kill cuts at most this line
         self._dirty = True
         if time.monotonic() - self._last_sync >= FSYNC_EVERY_S:
             self.sync()
@@ -438,21 +404,3 @@ def _atomic_write(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _cut_tail(path: Path, good: int) -> None:
-    """Move bytes after the last good record to ``<file>.corrupt`` so appends start clean."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    if size <= good:
-        return
-    with open(path, "rb+") as fh:
-        fh.seek(good)
-        tail = fh.read()
-        with open(path.with_name(path.name + ".corrupt"), "ab") as out:
-            out.write(tail + b"\n")
-        fh.truncate(good)
-        fh.flush()
-        os.fsync(fh.fileno())
