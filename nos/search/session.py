@@ -41,7 +41,12 @@ from nos.search.config import SearchConfig
 from nos.search.fitness import FitnessSpec, Reference, fitness_for
 from nos.search.seeds import resolve_seeds
 from nos.search.store import DEFAULT_ROOT, RunStore, load_run
-from nos.search.suite_jobs import candidate_payload, compute_reference, executor_batches
+from nos.search.suite_jobs import (
+    candidate_payload,
+    compute_reference,
+    executor_batches,
+    reference_seeds,
+)
 from nos.symbolic.grammar import load_grammar
 from nos.training.spec import EvalSpec
 
@@ -264,7 +269,7 @@ def ensure_reference(
     """
     spec = fitness_spec(config)
     search, rescore = _eval_seeds(config)
-    seeds = sorted(set(search) | set(rescore))
+    seeds = reference_seeds(search, rescore)
     ref = read_reference(store.path)
     if ref is not None:
         missing = [s for s in seeds for info in ref.tasks.values() if str(s) not in info["loss"]]
